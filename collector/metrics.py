@@ -1,0 +1,64 @@
+"""Prometheus metrics on a registry passed in; labels stay bounded (watch, output, endpoint, code, reason)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.process_collector import ProcessCollector
+
+from collector import __version__
+
+__all__ = ["Metrics", "serve_metrics"]
+
+_NS = "mimecast_collector"
+_API_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_POLL_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900, 3600)
+
+
+class Metrics:
+    """Every metric the collector exposes, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry, *, process: bool = True) -> None:
+        self.registry = registry
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(f"{_NS}_{name}", doc, labels, registry=registry)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(f"{_NS}_{name}", doc, labels, registry=registry)
+
+        self.events = counter("events", "Events written to an output.", ("watch", "output"))
+        self.records_received = counter("records_received", "Tracked emails returned by searches.", ("watch",))
+        self.duplicates = counter("duplicates_dropped", "Re-read message-statuses already shipped.", ("watch",))
+        self.invalid = counter("records_invalid", "Tracked emails set aside as unusable.", ("watch", "reason"))
+        self.api_requests = counter("api_requests", "HTTP requests to Mimecast by response code.",
+                                    ("endpoint", "code"))
+        self.api_duration = Histogram(f"{_NS}_api_request_duration_seconds", "Mimecast request latency.",
+                                      ("endpoint",), buckets=_API_BUCKETS, registry=registry)
+        self.api_retries = counter("api_retries", "Mimecast requests retried, by reason.", ("reason",))
+        self.rate_limited = counter("rate_limited", "HTTP 429 answers from Mimecast.")
+        self.rate_limit_wait = counter("rate_limit_wait_seconds", "Seconds spent waiting out rate limits.")
+        self.splits = counter("searches_split", "Searches at the result cap that were split in two.", ("watch",))
+        self.truncated = counter("searches_truncated", "One-minute searches still at the result cap.", ("watch",))
+        self.gaps = counter("gap_seconds", "Seconds of history skipped because they were past retention.",
+                            ("watch",))
+        self.poll_runs = counter("poll_runs", "Poll cycles by outcome (success, failure).", ("watch", "outcome"))
+        self.poll_duration = Histogram(f"{_NS}_poll_duration_seconds", "Duration of one poll cycle.",
+                                       ("watch",), buckets=_POLL_BUCKETS, registry=registry)
+        self.last_success = gauge("last_success_timestamp_seconds", "When a poll of the watch last succeeded.",
+                                  ("watch",))
+        self.watermark = gauge("watermark_timestamp_seconds", "Everything received before this is shipped.",
+                               ("watch",))
+        self.sink_errors = counter("sink_errors", "Chunks an output failed to take.", ("output",))
+        self.state_write_errors = counter("state_write_errors", "Failed writes of the checkpoint file.")
+        self.build_info = gauge("build_info", "Version of the running collector.", ("version",))
+        self.build_info.labels(__version__).set(1)
+        if process:
+            ProcessCollector(registry=registry)
+
+
+def serve_metrics(metrics: Metrics, host: str, port: int) -> Any:
+    """Serve ``/metrics`` on ``host:port``; return the server (call ``shutdown()`` to stop)."""
+    server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
+    return server

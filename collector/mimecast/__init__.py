@@ -1,0 +1,1 @@
+"""Talking to Mimecast: authentication, the search client and its response envelope."""

@@ -1,0 +1,214 @@
+"""The Mimecast tracking-search client: one POST, every documented failure handled."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import requests
+import structlog
+
+from collector import __version__
+from collector.config import HmacAuth, MimecastConfig, WatchConfig
+from collector.errors import (
+    ApiError, ApiFailError, AuthError, BindingExpiredError, MalformedResponseError, RateLimitedError,
+    RecordError, TransientApiError,
+)
+from collector.mimecast.auth import Authenticator, HmacSigner, OAuthTokenSource
+from collector.mimecast.envelope import TOKEN_EXPIRED, first_failure, tracked_emails
+from collector.mimecast.ratelimit import RateGate, backoff_delay
+from collector.records import TrackedEmail, parse_tracked_email
+
+__all__ = ["MimecastClient", "SearchResult", "format_search_date", "search_body"]
+
+# When Mimecast sends a 429 without a usable X-RateLimit-Reset, wait this long before asking again.
+_DEFAULT_RESET_S = 60.0
+
+
+@dataclass
+class SearchResult:
+    """What one search returned: usable records and the ones set aside."""
+
+    records: list[TrackedEmail] = field(default_factory=list)
+    invalid: list[tuple[RecordError, Any]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        """How many tracked emails the response held, valid or not."""
+        return len(self.records) + len(self.invalid)
+
+
+def format_search_date(value: datetime) -> str:
+    """Format a search bound as Mimecast documents it: ``2011-12-03T10:15:30+0000`` in UTC."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+def search_body(watch: WatchConfig, start: datetime, end: datetime, reason: str) -> dict[str, Any]:
+    """The JSON body of a search for ``watch`` over ``[start, end)``."""
+    item: dict[str, Any] = {"start": format_search_date(start), "end": format_search_date(end),
+                            "searchReason": reason}
+    if watch.message_id:
+        item["messageId"] = watch.message_id
+    else:
+        options = {"from": watch.from_, "to": watch.to, "subject": watch.subject, "senderIP": watch.sender_ip}
+        item["advancedTrackAndTraceOptions"] = {k: v for k, v in options.items() if v}
+    return {"data": [item]}
+
+
+class MimecastClient:
+    """Searches Mimecast message tracking, retrying what may pass and reporting what will not.
+
+    One client is shared by every watch: its :class:`RateGate` makes a 429
+    seen by one watch hold back all of them.
+    """
+
+    def __init__(self, config: MimecastConfig, *, metrics: Any = None, stop: threading.Event | None = None,
+                 session: requests.Session | None = None, rand: Callable[[], float] = random.random) -> None:
+        self._cfg = config
+        self._metrics = metrics
+        self._rand = rand
+        self._log = structlog.get_logger("collector.mimecast")
+        self.gate = RateGate(stop=stop)
+        self._session = session or requests.Session()
+        self._session.headers["User-Agent"] = f"mimecast-collector/{__version__}"
+        self._proxies = {"http": config.proxy, "https": config.proxy} if config.proxy else None
+        self._auth: Authenticator
+        if isinstance(config.auth, HmacAuth):
+            self._auth = HmacSigner(config.auth)
+        else:
+            self._auth = OAuthTokenSource(config.auth, config.token_url, self._session, timeout=config.timeout,
+                                          verify=config.tls_verify, proxies=self._proxies, observe=self._observe)
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._session.close()
+
+    def search(self, watch: WatchConfig, start: datetime, end: datetime) -> SearchResult:
+        """Search one window; records that cannot be parsed are returned in ``invalid``.
+
+        Raises:
+            ApiError: a subclass saying what went wrong, after retries where they make sense.
+            CancelledError: shutdown was requested while waiting.
+        """
+        body = search_body(watch, start, end, self._cfg.search_reason)
+        result = SearchResult()
+        for raw in tracked_emails(self._post(body)):
+            try:
+                result.records.append(parse_tracked_email(raw))
+            except RecordError as exc:
+                result.invalid.append((exc, raw))
+        return result
+
+    def _post(self, body: dict[str, Any]) -> Any:
+        attempt, refreshed, rate_waited = 0, False, 0.0
+        while True:
+            self.gate.wait()
+            try:
+                return self._attempt(body)
+            except _TokenExpired:
+                if refreshed or not self._auth.invalidate():
+                    raise AuthError("Mimecast rejected a freshly issued token (HTTP 401)", status=401) from None
+                refreshed = True
+                self._count_retry("token_expired")
+            except RateLimitedError as exc:
+                wait = min(exc.wait_seconds, self._cfg.max_rate_limit_wait)
+                rate_waited += wait
+                if self._metrics is not None:
+                    self._metrics.rate_limited.inc()
+                    self._metrics.rate_limit_wait.inc(wait)
+                if rate_waited > self._cfg.max_rate_limit_wait:
+                    self.gate.block(wait)
+                    raise RateLimitedError(f"still rate limited after waiting {rate_waited - wait:g}s; "
+                                           "giving up until the next poll", wait_seconds=wait) from None
+                self._log.warning("mimecast.rate_limited", wait_s=round(wait, 3), waited_s=round(rate_waited, 3))
+                self.gate.block(wait)
+            except ApiError as exc:
+                if not exc.retryable or attempt >= self._cfg.retries:
+                    raise
+                attempt += 1
+                delay = backoff_delay(attempt, self._cfg.backoff_initial, self._cfg.backoff_max, self._rand)
+                self._count_retry(exc.error_type)
+                self._log.warning("mimecast.retry", error_type=exc.error_type, attempt=attempt,
+                                  of=self._cfg.retries, delay_s=round(delay, 3), error=str(exc))
+                self.gate.sleep(delay)
+
+    def _attempt(self, body: dict[str, Any]) -> Any:
+        path = self._cfg.search_path
+        headers = {"Content-Type": "application/json", "Accept": "application/json", **self._auth.headers(path)}
+        started = time.monotonic()
+        try:
+            response = self._session.post(self._cfg.base_url + path, json=body, headers=headers,
+                                          timeout=self._cfg.timeout, verify=self._cfg.tls_verify,
+                                          proxies=self._proxies)
+        except requests.Timeout:
+            self._observe("search", "timeout", time.monotonic() - started)
+            raise TransientApiError(f"search timed out after {self._cfg.timeout:g}s", kind="timeout") from None
+        except requests.exceptions.SSLError:
+            self._observe("search", "tls", time.monotonic() - started)
+            raise ApiError("TLS verification of Mimecast failed (check tls_verify and proxy)") from None
+        except requests.RequestException as exc:
+            self._observe("search", "connection", time.monotonic() - started)
+            raise TransientApiError(f"cannot reach Mimecast: {type(exc).__name__}", kind="connection") from None
+        self._observe("search", str(response.status_code), time.monotonic() - started)
+        return self._interpret(response)
+
+    def _interpret(self, response: requests.Response) -> Any:
+        status = response.status_code
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        code, message, _ = first_failure(payload)
+        detail = f"{code}: {message}" if code else message or "no details"
+        if status == 200:
+            if payload is None:
+                raise MalformedResponseError("search response is not valid JSON", status=200)
+            if code == TOKEN_EXPIRED:
+                raise _TokenExpired()
+            return payload
+        if status == 401:
+            if isinstance(self._auth, OAuthTokenSource):
+                raise _TokenExpired()
+            raise AuthError(f"Mimecast rejected the request signature (HTTP 401, {detail}); check app_id, "
+                            "app_key, access_key, secret_key and that base_url is your account's region",
+                            status=401, code=code)
+        if status == 403:
+            raise AuthError(f"Mimecast denied access (HTTP 403, {detail}); the API user needs the "
+                            "Gateway | Tracking | Read permission", status=403, code=code)
+        if status == 418:
+            raise BindingExpiredError(
+                "the API 1.0 access key binding has expired (HTTP 418); generate a new access key and secret key "
+                "for the API user and set its authentication profile's cache TTL to never expire",
+                status=418, code=code)
+        if status == 429:
+            wait = _reset_seconds(response.headers.get("X-RateLimit-Reset"))
+            raise RateLimitedError(f"Mimecast rate limit exceeded (HTTP 429, reset in {wait:g}s)", wait_seconds=wait)
+        if status >= 500:
+            raise TransientApiError(f"Mimecast answered HTTP {status} ({detail})", kind="server_error", status=status)
+        raise ApiFailError(f"Mimecast answered HTTP {status} ({detail})", status=status, code=code)
+
+    def _observe(self, endpoint: str, code: str, seconds: float) -> None:
+        if self._metrics is not None:
+            self._metrics.api_requests.labels(endpoint, code).inc()
+            self._metrics.api_duration.labels(endpoint).observe(seconds)
+
+    def _count_retry(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.api_retries.labels(reason).inc()
+
+
+class _TokenExpired(Exception):
+    """The bearer token was refused; fetch a new one and try once more."""
+
+
+def _reset_seconds(header: str | None) -> float:
+    try:
+        millis = float(header) if header is not None else -1.0
+    except ValueError:
+        millis = -1.0
+    return millis / 1000.0 if millis >= 0 else _DEFAULT_RESET_S
