@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-c", "--config", type=Path, default=None,
                       help="take watches and outputs from this file (mimecast and state are the demo's)")
     demo.add_argument("--format", choices=("ecs", "cef", "raw"), default="ecs", help="event format on stdout")
-    demo.add_argument("--messages", type=int, default=400, help="messages in the simulated mail flow")
+    demo.add_argument("--messages", type=int, default=800, help="messages in the simulated mail flow")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated mail flow")
     state = sub.add_parser("state", help="inspect or reset the checkpoint")
     state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")

@@ -27,6 +27,9 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "MimecastSimulator/1"
+        # Send headers and body in one segment: a separate small write waits on delayed ACKs (~40 ms).
+        disable_nagle_algorithm = True
+        wbufsize = 1 << 16
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             """Stay quiet: tests read ``sim.requests`` instead."""

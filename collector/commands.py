@@ -1,0 +1,132 @@
+"""The commands behind the CLI: run, once, state show, state reset."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TextIO
+
+from collector.config import Config
+from collector.daemon import Collector
+from collector.errors import ConfigError, StateCorruptError
+from collector.logging import configure_logging
+from collector.poller import CycleResult
+from collector.state import StateStore
+
+__all__ = ["once", "print_results", "run", "state_reset", "state_show"]
+
+
+def _logging(config: Config) -> None:
+    configure_logging(config.logging.level, config.logging.format, secrets=config.secrets())
+
+
+def run(config: Config) -> int:
+    """``run``: the daemon."""
+    _logging(config)
+    collector = Collector(config)
+    try:
+        return collector.run_forever()
+    finally:
+        collector.close()
+
+
+def once(config: Config, watches: Sequence[str] | None = None) -> int:
+    """``once``: one cycle of every (or the named) watch; 1 if any failed."""
+    _logging(config)
+    unknown = sorted(set(watches or ()) - {w.name for w in config.watches})
+    if unknown:
+        raise ConfigError([f"--watch: no watch named {name!r}" for name in unknown])
+    progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
+    collector = Collector(config, on_chunk=progress.update if progress else None)
+    try:
+        results = collector.run_once(watches)
+    finally:
+        collector.close()
+        if progress:
+            progress.finish()
+    print_results(results, sys.stderr)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def print_results(results: Sequence[CycleResult], out: TextIO) -> None:
+    """One plain line per watch: what was shipped, or why it failed."""
+    for r in results:
+        status = "ok" if r.ok else f"FAILED ({r.error.error_type}: {r.error})" if r.error else "interrupted"
+        print(f"{r.watch}: {r.shipped} events shipped, {r.duplicates} duplicates dropped, "
+              f"{r.invalid} invalid set aside, {r.chunks} windows ({r.splits} split at the result cap) - {status}",
+              file=out)
+
+
+def state_show(config: Config) -> int:
+    """``state show``: the checkpoint of every watch as JSON."""
+    store = StateStore(config.collection.state_file).open(lock=False)
+    now = datetime.now(timezone.utc)
+    view = {
+        "state_file": str(store.path),
+        "watches": {w.name: _watch_view(store, w.name, now) for w in config.watches},
+        "unconfigured_watches": sorted(set(store.watches) - {w.name for w in config.watches}),
+        "outputs": {name: {"path": m.path, "committed_bytes": m.size} for name, m in store.outputs.items()},
+    }
+    print(json.dumps(view, indent=2))
+    return 0
+
+
+def _watch_view(store: StateStore, name: str, now: datetime) -> dict[str, object]:
+    watch = store.watches.get(name)
+    mark = watch.watermark if watch else None
+    return {"watermark": mark.isoformat() if mark else None,
+            "behind_seconds": int((now - mark).total_seconds()) if mark else None,
+            "remembered_keys": len(watch.seen) if watch else 0}
+
+
+def state_reset(config: Config, watch: str | None = None) -> int:
+    """``state reset``: forget one watch, or everything (a corrupt file is kept aside, not deleted)."""
+    path = config.collection.state_file
+    store = StateStore(path)
+    try:
+        store.open()
+    except StateCorruptError:
+        if watch is not None:
+            raise
+        backup = path.with_name(f"{path.name}.corrupt-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
+        path.rename(backup)
+        print(f"moved the unreadable state file aside to {backup}; the next run starts afresh", file=sys.stderr)
+        return 0
+    try:
+        if watch is not None:
+            if store.watches.pop(watch, None) is None:
+                print(f"watch {watch!r} has no checkpoint; nothing to reset", file=sys.stderr)
+                return 0
+        else:
+            store.watches.clear()
+        store.save()
+    finally:
+        store.close()
+    what = f"watch {watch!r}" if watch else "every watch"
+    print(f"reset {what}: the next run searches back {config.collection.initial_lookback} "
+          "(events already shipped within that span will be shipped again)", file=sys.stderr)
+    return 0
+
+
+class _Progress:
+    """A one-line progress bar on a terminal for long catch-ups."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._shown = False
+
+    def update(self, watch: str, done: int, total: int) -> None:
+        if total < 4:
+            return
+        width = 30
+        filled = width * done // total
+        self._stream.write(f"\r{watch}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} windows ")
+        self._stream.flush()
+        self._shown = True
+
+    def finish(self) -> None:
+        if self._shown:
+            self._stream.write("\n")
+            self._stream.flush()

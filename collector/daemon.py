@@ -1,0 +1,148 @@
+"""Lifecycle: build the pipeline from the config, run once or forever, handle signals and sd_notify."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from types import FrameType
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from collector import __version__
+from collector.config import Config
+from collector.formats import build_formatter
+from collector.metrics import Metrics, serve_metrics
+from collector.mimecast.client import MimecastClient
+from collector.pipeline import Output, Pipeline
+from collector.poller import CycleResult, Poller
+from collector.scheduler import build_scheduler
+from collector.sinks import build_sink
+from collector.state import StateStore
+
+__all__ = ["Collector", "sd_notify"]
+
+# How long SIGTERM waits for the running chunks before giving up (systemd's default stop timeout is 90 s).
+_SHUTDOWN_GRACE_S = 60.0
+
+
+def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
+    """Send ``message`` to systemd's ``$NOTIFY_SOCKET``; False when not under systemd."""
+    address = (env if env is not None else os.environ).get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(message.encode(), address)
+    except OSError:
+        return False
+    return True
+
+
+class Collector:
+    """Everything one configuration needs, built once: client, checkpoint, outputs, pollers."""
+
+    def __init__(self, config: Config, *, registry: CollectorRegistry | None = None,
+                 stop: threading.Event | None = None, on_chunk: Callable[[str, int, int], None] | None = None) -> None:
+        self.config = config
+        self.stop = stop or threading.Event()
+        self.metrics = Metrics(registry or CollectorRegistry())
+        self.log = structlog.get_logger("collector.daemon")
+        self.state = StateStore(config.collection.state_file).open()
+        try:
+            outputs = [Output(o.name, build_formatter(o.format, o.options),
+                              build_sink(o.name, o.sink, metrics=self.metrics)) for o in config.outputs]
+            self.pipeline = Pipeline(outputs, self.state, dead_letter=config.collection.dead_letter_file,
+                                     metrics=self.metrics)
+            self.pipeline.reconcile()
+        except BaseException:
+            self.state.close()
+            raise
+        self.client = MimecastClient(config.mimecast, metrics=self.metrics, stop=self.stop)
+        self.pollers = [
+            Poller(w, config.collection, self.client, self.pipeline, self.metrics, stop=self.stop,
+                   on_chunk=(lambda done, total, n=w.name: on_chunk(n, done, total)) if on_chunk else None)
+            for w in config.watches
+        ]
+
+    def close(self) -> None:
+        """Close outputs, the client and the checkpoint lock."""
+        self.pipeline.close()
+        self.client.close()
+        self.state.close()
+
+    def run_once(self, watches: Sequence[str] | None = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> list[CycleResult]:
+        """One cycle of each selected watch, in order."""
+        selected = [p for p in self.pollers if not watches or p.watch.name in watches]
+        return [p.run_cycle(now()) for p in selected]
+
+    def run_forever(self) -> int:
+        """Serve metrics, poll on schedule until SIGTERM/SIGINT; SIGHUP reopens outputs. Returns 0."""
+        listen = self.config.metrics.listen
+        server = serve_metrics(self.metrics, *listen) if listen else None
+        scheduler = build_scheduler(self.pollers, self.config.collection.interval.total_seconds(), self.metrics)
+        previous = self._install_signals()
+        try:
+            scheduler.start()
+            self.log.info("collector.started", version=__version__, watches=len(self.pollers),
+                          outputs=[o.name for o in self.config.outputs],
+                          metrics=f"http://{listen[0]}:{listen[1]}/metrics" if listen else None)
+            sd_notify(f"READY=1\nSTATUS=polling {len(self.pollers)} watches")
+            watchdog = _watchdog_interval()
+            while not self.stop.wait(watchdog or 3600):
+                if watchdog and scheduler.running:
+                    sd_notify("WATCHDOG=1")
+            sd_notify("STOPPING=1\nSTATUS=finishing the current chunks")
+            self.log.info("collector.stopping", reason="signal")
+            _shutdown(scheduler, _SHUTDOWN_GRACE_S, self.log)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+        self.log.info("collector.stopped")
+        return 0
+
+    def _install_signals(self) -> dict[int, Any]:
+        def stop(signum: int, frame: FrameType | None) -> None:
+            self.stop.set()
+
+        def reopen(signum: int, frame: FrameType | None) -> None:
+            self.pipeline.request_reopen()
+
+        previous = {}
+        for sig, handler in ((signal.SIGTERM, stop), (signal.SIGINT, stop), (signal.SIGHUP, reopen)):
+            previous[sig] = signal.signal(sig, handler)
+        return previous
+
+
+def _watchdog_interval() -> float | None:
+    usec = os.environ.get("WATCHDOG_USEC")
+    if not usec or not usec.isdigit():
+        return None
+    pid = os.environ.get("WATCHDOG_PID")
+    if pid and pid != str(os.getpid()):
+        return None
+    return int(usec) / 2_000_000
+
+
+def _shutdown(scheduler: Any, grace: float, log: Any) -> None:
+    done = threading.Event()
+
+    def wait_for_jobs() -> None:
+        scheduler.shutdown(wait=True)
+        done.set()
+
+    threading.Thread(target=wait_for_jobs, name="shutdown", daemon=True).start()
+    if not done.wait(grace):
+        log.error("collector.shutdown_timeout", grace_s=grace,
+                  reason="a poll did not finish in time; its chunk was not committed and will be retried")

@@ -1,0 +1,60 @@
+"""Event formats behind one small interface: ``Formatter.format(event) -> one line``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from collector.records import TrackedEmail
+
+__all__ = ["Event", "Formatter", "build_formatter", "json_line"]
+
+# JSON leaves these literal, but Python's str.splitlines() and some log shippers break lines on them.
+_LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A tracked email on its way out: the record, the watch that found it, and when it was fetched."""
+
+    record: TrackedEmail
+    watch: str
+    fetched_at: datetime
+
+
+class Formatter(Protocol):
+    """Turns an event into exactly one line of text, without the line break."""
+
+    name: str
+
+    def format(self, event: Event) -> str:
+        """Render ``event`` as one line."""
+
+
+def json_line(document: Any) -> str:
+    """Serialize as compact UTF-8 JSON guaranteed to hold no line break of any kind."""
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    for char, escaped in _LINE_BREAKS.items():
+        if char in text:
+            text = text.replace(char, escaped)
+    return text
+
+
+def build_formatter(fmt: str, options: Mapping[str, Any]) -> Formatter:
+    """The formatter for ``fmt`` (``ecs``, ``cef`` or ``raw``) with its options."""
+    if fmt == "raw":
+        from collector.formats.raw import RawFormatter
+
+        return RawFormatter()
+    if fmt == "ecs":
+        from collector.formats.ecs import EcsFormatter
+
+        return EcsFormatter(include_original=bool(options.get("include_original")))
+    if fmt == "cef":
+        from collector.formats.cef import CefFormatter
+
+        return CefFormatter(rt_format=options.get("rt_format", "epoch_ms"), severity=options.get("severity") or {})
+    raise ValueError(f"unknown format {fmt!r}")

@@ -1,0 +1,202 @@
+"""Delivery of one chunk: format, write to every output, flush, and only then save the checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from collector.errors import CollectorError, RecordError, SinkError, StateError
+from collector.formats import Event, Formatter, json_line
+from collector.records import TrackedEmail
+from collector.sinks import Sink
+from collector.state import StateStore
+
+__all__ = ["Chunk", "Output", "Pipeline", "invalid_key"]
+
+
+@dataclass(frozen=True)
+class Output:
+    """A named formatter and sink pair."""
+
+    name: str
+    formatter: Formatter
+    sink: Sink
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """What one search window of one watch produced, ready to deliver."""
+
+    watch: str
+    records: Sequence[TrackedEmail]
+    invalid: Sequence[tuple[RecordError, Any]]
+    watermark: datetime
+    horizon: datetime
+    fetched_at: datetime
+
+
+def invalid_key(raw: Any) -> tuple[str, str]:
+    """A stable dedup key for a record that has no usable id."""
+    text = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)
+    return ("!invalid", hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32])
+
+
+class Pipeline:
+    """Delivers chunks to every output and commits the checkpoint, one chunk at a time.
+
+    Searches of different watches run in parallel, but delivery and commit
+    are serialized under one lock so a file's committed length always
+    matches the watermarks saved with it.
+    """
+
+    def __init__(self, outputs: Sequence[Output], state: StateStore, *, dead_letter: Path, metrics: Any) -> None:
+        self.outputs = list(outputs)
+        self.state = state
+        self.metrics = metrics
+        self._dead_letter = Path(dead_letter)
+        self._lock = threading.Lock()
+        self._reopen = threading.Event()
+        self._log = structlog.get_logger("collector.pipeline")
+
+    def reconcile(self) -> None:
+        """On start, cut uncommitted tails off file outputs and record their marks."""
+        with self._lock:
+            for out in self.outputs:
+                reconcile = getattr(out.sink, "reconcile", None)
+                if reconcile is not None:
+                    reconcile(self.state.outputs.get(out.name))
+            self._save_marks()
+
+    def request_reopen(self) -> None:
+        """Reopen every sink before the next delivery (SIGHUP, logrotate)."""
+        self._reopen.set()
+
+    def deliver(self, chunk: Chunk) -> None:
+        """Write ``chunk`` everywhere, then advance the checkpoint.
+
+        Raises:
+            SinkError: an output failed; nothing was committed.
+            StateError: the checkpoint could not be saved; outputs were rolled back.
+        """
+        with self._lock:
+            if self._reopen.is_set():
+                self._reopen.clear()
+                self._reopen_sinks()
+            events = [Event(r, chunk.watch, chunk.fetched_at) for r in chunk.records]
+            rendered, unformattable = self._render(events)
+            invalid = [*chunk.invalid, *unformattable]
+            try:
+                for out in self.outputs:
+                    self._write(out, rendered[out.name])
+                self._write_dead_letters(chunk.watch, invalid)
+                watch = self.state.watch(chunk.watch)
+                previous = (watch.watermark, dict(watch.seen))
+                self._advance(chunk, invalid)
+                self._save_marks(previous=(chunk.watch, previous))
+            except CollectorError:
+                for out in self.outputs:
+                    out.sink.rollback()
+                raise
+            for out in self.outputs:
+                out.sink.committed()
+                self.metrics.events.labels(chunk.watch, out.name).inc(len(rendered[out.name]))
+
+    def close(self) -> None:
+        """Flush and close every sink."""
+        with self._lock:
+            for out in self.outputs:
+                try:
+                    out.sink.close()
+                except CollectorError as exc:
+                    self._log.error("sink.close_failed", output=out.name, error=str(exc))
+
+    def _render(self, events: list[Event]) -> tuple[dict[str, list[str]], list[tuple[RecordError, Any]]]:
+        rendered: dict[str, list[str]] = {out.name: [] for out in self.outputs}
+        failed: list[tuple[RecordError, Any]] = []
+        for event in events:
+            try:
+                lines = {out.name: out.formatter.format(event) for out in self.outputs}
+            except Exception as exc:  # noqa: BLE001 - one unformattable record must not stop the batch
+                failed.append((RecordError("format_error", f"{type(exc).__name__}: {exc}"), event.record.raw))
+                continue
+            for name, line in lines.items():
+                rendered[name].append(line)
+        return rendered, failed
+
+    def _write(self, out: Output, lines: list[str]) -> None:
+        try:
+            if lines:
+                out.sink.write(lines)
+            out.sink.flush()
+        except SinkError:
+            self.metrics.sink_errors.labels(out.name).inc()
+            raise
+        except OSError as exc:
+            self.metrics.sink_errors.labels(out.name).inc()
+            raise SinkError(out.name, str(exc)) from None
+
+    def _write_dead_letters(self, watch: str, invalid: list[tuple[RecordError, Any]]) -> None:
+        seen = self.state.watch(watch).seen
+        fresh = [(e, raw) for e, raw in invalid if invalid_key(raw) not in seen]
+        for error, _raw in fresh:
+            self.metrics.invalid.labels(watch, error.reason).inc()
+        if not fresh:
+            return
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        data = "".join(json_line({"at": at, "watch": watch, "reason": e.reason, "error": str(e), "record": raw})
+                       + "\n" for e, raw in fresh).encode("utf-8", "surrogatepass")
+        try:
+            self._dead_letter.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._dead_letter, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise SinkError("dead-letter", f"cannot write {self._dead_letter}: {exc.strerror or exc}") from None
+        self._log.warning("records.set_aside", watch=watch, count=len(fresh), file=str(self._dead_letter),
+                          reasons=sorted({e.reason for e, _ in fresh}))
+
+    def _advance(self, chunk: Chunk, invalid: list[tuple[RecordError, Any]]) -> None:
+        watch = self.state.watch(chunk.watch)
+        for record in chunk.records:
+            watch.seen[record.key] = int(record.received.timestamp())
+        horizon_t = int(chunk.watermark.timestamp())
+        for _error, raw in invalid:
+            watch.seen[invalid_key(raw)] = horizon_t
+        if watch.watermark is None or chunk.watermark > watch.watermark:
+            watch.watermark = chunk.watermark
+        watch.prune(chunk.horizon)
+
+    def _save_marks(self, previous: tuple[str, Any] | None = None) -> None:
+        for out in self.outputs:
+            mark = out.sink.mark()
+            if mark is not None:
+                self.state.outputs[out.name] = mark
+        try:
+            self.state.save()
+        except StateError:
+            self.metrics.state_write_errors.inc()
+            if previous is not None:
+                name, (watermark, seen) = previous
+                self.state.watches[name].watermark, self.state.watches[name].seen = watermark, seen
+            raise
+
+    def _reopen_sinks(self) -> None:
+        for out in self.outputs:
+            try:
+                out.sink.reopen()
+            except CollectorError as exc:
+                self._log.error("sink.reopen_failed", output=out.name, error=str(exc))
+        self._save_marks()
+        self._log.info("sinks.reopened", outputs=[o.name for o in self.outputs])

@@ -1,0 +1,220 @@
+"""The collector as a real process: crashes, signals, systemd notifications, metrics, locking."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from collector.simulator import Fault, Filter, MailFlow, Simulator
+from tests.conftest import ROOT, config_dict, run_cli, write_config
+
+FLT = Filter(to="example.com")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Daemon:
+    """A collector process whose output goes to files (a full pipe would block it)."""
+
+    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.log = tmp_path / f"collector-{time.monotonic_ns()}.log"
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "collector", *args], cwd=ROOT, text=True,
+                                         stdout=subprocess.DEVNULL, stderr=log,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30) -> str:
+        """Wait for exit; return what it logged."""
+        self.proc.wait(timeout=timeout)
+        return self.log.read_text()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def keys_in(path: Path) -> Counter[tuple[str, str]]:
+    found: Counter[tuple[str, str]] = Counter()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        email = json.loads(line)["tracked_email"]
+        found[(email["id"], email["status"])] += 1
+    return found
+
+
+@pytest.fixture(name="steady")
+def _steady(now: datetime) -> Iterator[Simulator]:
+    """A simulator whose statuses do not change while the test runs."""
+    flow = MailFlow(seed=11, start=now - timedelta(hours=3, minutes=50), end=now - timedelta(minutes=10), count=5000)
+    with Simulator(flow, cap=10_000, clock=lambda: now) as sim:
+        yield sim
+
+
+def test_sigkill_in_the_middle_of_a_chunk_loses_and_duplicates_nothing(steady: Simulator, tmp_path: Path,
+                                                                         now: datetime) -> None:
+    """Killed while one output is written and the other blocks, the restart leaves every event exactly once."""
+    fifo = tmp_path / "blocked.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # present but never reading: the writer blocks when full
+    out = tmp_path / "out.ndjson"
+    outputs = [{"name": "archive", "format": "raw", "sink": {"type": "file", "path": str(out)}},
+               {"name": "second", "format": "raw", "sink": {"type": "file", "path": str(fifo)}}]
+    cfg = write_config(tmp_path, config_dict(steady, tmp_path, outputs=outputs))
+    proc = Daemon(tmp_path, "once", "-c", str(cfg))
+    try:
+        wait_for(lambda: out.exists() and out.stat().st_size > 0, what="the first output to be written")
+        time.sleep(0.3)
+        state = json.loads((tmp_path / "state.json").read_text())
+        committed = state["outputs"]["archive"]["size"]
+        assert out.stat().st_size > committed, "the kill lands after a write and before its commit"
+        proc.signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+        os.close(reader)
+    outputs[1]["sink"]["path"] = str(tmp_path / "second.ndjson")
+    write_config(tmp_path, config_dict(steady, tmp_path, outputs=outputs))
+    result = run_cli("once", "-c", str(cfg))
+    assert result.returncode == 0, result.stderr
+    assert "uncommitted_tail_removed" in result.stderr
+    expected = steady.flow.ground_truth(FLT, steady.flow.start, steady.flow.end, now)
+    got = keys_in(out)
+    assert set(got) == expected and max(got.values()) == 1
+    after_restart = keys_in(tmp_path / "second.ndjson")
+    assert after_restart and set(after_restart) < expected and max(after_restart.values()) == 1
+
+
+def test_run_serves_metrics_notifies_systemd_and_stops_cleanly_on_sigterm(steady: Simulator, tmp_path: Path) -> None:
+    """run: READY, watchdog pings, /metrics during the run, a second instance refused, SIGTERM exits 0 with state."""
+    notify_path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    notify.settimeout(20)
+    port = free_port()
+    cfg = write_config(tmp_path, config_dict(steady, tmp_path, metrics={"listen": f"127.0.0.1:{port}"},
+                                             collection={"interval": "10s"}))
+    proc = Daemon(tmp_path, "run", "-c", str(cfg), env={"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"})
+    try:
+        messages = [notify.recv(4096).decode()]
+        assert messages[0].startswith("READY=1")
+        messages.append(notify.recv(4096).decode())
+        assert messages[1] == "WATCHDOG=1"
+        scrape = wait_for(lambda: _scrape_with(port, 'outcome="success"'), what="a successful poll in /metrics")
+        for name in ("mimecast_collector_events_total", "mimecast_collector_api_requests_total",
+                     "mimecast_collector_api_request_duration_seconds_bucket", "mimecast_collector_build_info",
+                     "mimecast_collector_watermark_timestamp_seconds", "mimecast_collector_last_success_timestamp_seconds",
+                     "process_resident_memory_bytes"):
+            assert name in scrape, name
+        second = run_cli("once", "-c", str(cfg))
+        assert second.returncode == 1 and "in use by another mimecast-collector" in second.stderr
+        began = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        stderr = proc.wait()
+        assert proc.proc.returncode == 0, stderr
+        assert time.monotonic() - began < 15
+        while True:
+            message = notify.recv(4096).decode()
+            if message.startswith("STOPPING=1"):
+                break
+    finally:
+        proc.kill()
+        notify.close()
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["watches"]["inbound"]["watermark"]
+    assert '"event": "collector.stopped"' in stderr or '"event":"collector.stopped"' in stderr.replace(" ", "")
+    tokens = {r.headers.get("authorization", "")[7:] for r in steady.searches()} - {""}
+    assert tokens and not any(t in stderr for t in tokens)
+    assert steady.credentials.client_secret not in stderr
+
+
+def _scrape_with(port: int, needle: str) -> str | None:
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except requests.RequestException:
+        return None
+    return text if needle in text else None
+
+
+def test_sigterm_during_a_long_rate_limit_wait_exits_promptly(steady: Simulator, tmp_path: Path) -> None:
+    """A 429 asking for two minutes does not hold up shutdown, and nothing is committed."""
+    steady.inject(Fault("rate_limit", reset_ms=120_000))
+    cfg = write_config(tmp_path, config_dict(steady, tmp_path))
+    proc = Daemon(tmp_path, "run", "-c", str(cfg))
+    try:
+        wait_for(lambda: any(r.status == 429 for r in steady.searches()), what="the 429")
+        time.sleep(0.3)
+        began = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        stderr = proc.wait()
+    finally:
+        proc.kill()
+    assert proc.proc.returncode == 0, stderr
+    assert time.monotonic() - began < 10
+    assert "mimecast.rate_limited" in stderr
+    assert json.loads((tmp_path / "state.json").read_text())["watches"] == {}
+
+
+def test_corrupt_state_stops_start_and_state_reset_recovers(steady: Simulator, tmp_path: Path) -> None:
+    """A corrupt checkpoint exits 65 naming `state reset`; the reset keeps the file aside; the next run works."""
+    cfg = write_config(tmp_path, config_dict(steady, tmp_path))
+    (tmp_path / "state.json").write_text("{garbage")
+    result = run_cli("once", "-c", str(cfg))
+    assert result.returncode == 65 and "mimecast-collector state reset" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert run_cli("state", "reset", "-c", str(cfg)).returncode == 0
+    assert list(tmp_path.glob("state.json.corrupt-*"))
+    assert run_cli("once", "-c", str(cfg)).returncode == 0
+    shown = json.loads(run_cli("state", "show", "-c", str(cfg)).stdout)
+    assert shown["watches"]["inbound"]["watermark"]
+    # The steady flow ends before the overlap horizon, so every shipped key has already been pruned.
+    assert shown["watches"]["inbound"]["remembered_keys"] == 0
+    assert run_cli("state", "reset", "--watch", "inbound", "-c", str(cfg)).returncode == 0
+    assert json.loads(run_cli("state", "show", "-c", str(cfg)).stdout)["watches"]["inbound"]["watermark"] is None
+
+
+def test_once_exits_non_zero_when_a_watch_fails(steady: Simulator, tmp_path: Path) -> None:
+    """Bad credentials fail the watch: once says why and exits 1."""
+    data = config_dict(steady, tmp_path)
+    data["mimecast"]["auth"]["client_secret"] = "wrong"
+    result = run_cli("once", "-c", str(write_config(tmp_path, data)))
+    assert result.returncode == 1
+    assert "inbound: 0 events shipped" in result.stderr and "FAILED (auth" in result.stderr
+
+
+def test_once_watch_selects_one_watch(steady: Simulator, tmp_path: Path) -> None:
+    """--watch polls only that watch; an unknown name is a config error."""
+    data = config_dict(steady, tmp_path, watches=[{"name": "a", "to": "example.com"}, {"name": "b", "from": "x.test"}])
+    cfg = write_config(tmp_path, data)
+    result = run_cli("once", "--watch", "b", "-c", str(cfg))
+    assert result.returncode == 0 and result.stderr.count("events shipped") == 1 and "b: " in result.stderr
+    assert run_cli("once", "--watch", "zz", "-c", str(cfg)).returncode == 78
