@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,8 @@ __all__ = ["Event", "Formatter", "build_formatter", "json_line"]
 
 # JSON leaves these literal, but Python's str.splitlines() and some log shippers break lines on them.
 _LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+# A lone surrogate (legal in JSON text, "\ud800") cannot be written as UTF-8: keep it escaped instead.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,8 @@ class Formatter(Protocol):
 def json_line(document: Any) -> str:
     """Serialize as compact UTF-8 JSON guaranteed to hold no line break of any kind."""
     text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    if _SURROGATE.search(text):
+        text = json.dumps(document, ensure_ascii=True, separators=(",", ":"))
     for char, escaped in _LINE_BREAKS.items():
         if char in text:
             text = text.replace(char, escaped)
