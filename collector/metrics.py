@@ -51,6 +51,8 @@ class Metrics:
         self.watermark = gauge("watermark_timestamp_seconds", "Everything received before this is shipped.",
                                ("watch",))
         self.sink_errors = counter("sink_errors", "Chunks an output failed to take.", ("output",))
+        self.syslog_oversize = counter("syslog_oversize", "Syslog messages over max_message_bytes, by action.",
+                                       ("output", "action"))
         self.state_write_errors = counter("state_write_errors", "Failed writes of the checkpoint file.")
         self.build_info = gauge("build_info", "Version of the running collector.", ("version",))
         self.build_info.labels(__version__).set(1)

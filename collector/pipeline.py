@@ -17,7 +17,7 @@ import structlog
 from collector.errors import CollectorError, RecordError, SinkError, StateError
 from collector.formats import Event, Formatter, json_line
 from collector.records import TrackedEmail
-from collector.sinks import Sink
+from collector.sinks import Line, Sink
 from collector.state import StateStore
 
 __all__ = ["Chunk", "Output", "Pipeline", "invalid_key"]
@@ -119,12 +119,13 @@ class Pipeline:
                 except CollectorError as exc:
                     self._log.error("sink.close_failed", output=out.name, error=str(exc))
 
-    def _render(self, events: list[Event]) -> tuple[dict[str, list[str]], list[tuple[RecordError, Any]]]:
-        rendered: dict[str, list[str]] = {out.name: [] for out in self.outputs}
+    def _render(self, events: list[Event]) -> tuple[dict[str, list[Line]], list[tuple[RecordError, Any]]]:
+        rendered: dict[str, list[Line]] = {out.name: [] for out in self.outputs}
         failed: list[tuple[RecordError, Any]] = []
         for event in events:
             try:
-                lines = {out.name: out.formatter.format(event) for out in self.outputs}
+                lines = {out.name: Line(out.formatter.format(event), out.formatter.severity(event),
+                                        event.record.received) for out in self.outputs}
             except Exception as exc:  # noqa: BLE001 - one unformattable record must not stop the batch
                 failed.append((RecordError("format_error", f"{type(exc).__name__}: {exc}"), event.record.raw))
                 continue
@@ -132,7 +133,7 @@ class Pipeline:
                 rendered[name].append(line)
         return rendered, failed
 
-    def _write(self, out: Output, lines: list[str]) -> None:
+    def _write(self, out: Output, lines: list[Line]) -> None:
         try:
             if lines:
                 out.sink.write(lines)

@@ -36,6 +36,9 @@ class Formatter(Protocol):
     def format(self, event: Event) -> str:
         """Render ``event`` as one line."""
 
+    def severity(self, event: Event) -> int:
+        """The event's severity, 0-10 (the CEF scale)."""
+
 
 def json_line(document: Any) -> str:
     """Serialize as compact UTF-8 JSON guaranteed to hold no line break of any kind."""

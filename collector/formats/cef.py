@@ -55,16 +55,16 @@ class CefFormatter:
         self._severity = dict(severity or {})
         self._prefix = f"CEF:0|Mimecast|Email Security|{escape_header(__version__, 31)}|"
 
-    def severity_of(self, status: str) -> int:
-        """The CEF severity (0-10) of ``status`` with this output's overrides."""
-        return severity(status, self._severity)
+    def severity(self, event: Event) -> int:
+        """The CEF severity (0-10) of the event's status with this output's overrides."""
+        return severity(event.record.status, self._severity)
 
     def format(self, event: Event) -> str:
         """One CEF line, without a syslog prefix."""
         r = event.record
         status = r.status or "unknown"
         header = (f"{self._prefix}tracking:{escape_header(status, 1000)}|Email {escape_header(status, 500)}|"
-                  f"{self.severity_of(r.status)}|")
+                  f"{self.severity(event)}|")
         pairs: list[tuple[str, str]] = [("rt", cef_time(r.received, self._rt)), ("act", r.status),
                                         ("outcome", outcome(r.status)), ("suser", r.sender_env.address),
                                         ("duser", ",".join(a.address for a in r.recipients if a.address))]

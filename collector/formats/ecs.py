@@ -38,6 +38,10 @@ class EcsFormatter:
         """One ECS document as a JSON line."""
         return json_line(self.document(event))
 
+    def severity(self, event: Event) -> int:
+        """The severity of the event's status (``event.severity``)."""
+        return severity(event.record.status, self._severity)
+
     def document(self, event: Event) -> dict[str, Any]:
         """The ECS document of ``event`` as a nested dict."""
         r = event.record
@@ -45,7 +49,7 @@ class EcsFormatter:
         ev: dict[str, Any] = {
             "kind": "event", "category": ["email"], "type": ["info"], "outcome": outcome(r.status),
             "module": "mimecast", "dataset": "mimecast.tracked_email", "created": _ts(event.fetched_at),
-            "id": r.event_id, "severity": severity(r.status, self._severity),
+            "id": r.event_id, "severity": self.severity(event),
         }
         _put(ev, "action", r.status)
         _put(ev, "reason", r.info)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collector.formats import Event, json_line
+from collector.formats.severity import severity
 
 __all__ = ["RawFormatter"]
 
@@ -20,3 +21,7 @@ class RawFormatter:
             "fetched_at": event.fetched_at.isoformat().replace("+00:00", "Z"),
             "tracked_email": event.record.raw,
         })
+
+    def severity(self, event: Event) -> int:
+        """The default severity of the event's status."""
+        return severity(event.record.status)

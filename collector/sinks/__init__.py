@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from collector.errors import SinkError
 from collector.sinkconfig import SinkConfig
 from collector.state import OutputMark
 
-__all__ = ["Sink", "StdoutSink", "build_sink"]
+__all__ = ["Line", "Sink", "StdoutSink", "build_sink"]
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One formatted event: its text (no line break), severity (0-10) and time (when Mimecast received it)."""
+
+    text: str
+    severity: int
+    timestamp: datetime
 
 
 class Sink(Protocol):
@@ -24,8 +35,8 @@ class Sink(Protocol):
 
     name: str
 
-    def write(self, lines: Sequence[str]) -> None:
-        """Send ``lines`` (each without its line break); raise SinkError on failure."""
+    def write(self, lines: Sequence[Line]) -> None:
+        """Send ``lines``; raise SinkError on failure."""
 
     def flush(self) -> None:
         """Make everything written durable or delivered; raise SinkError on failure."""
@@ -58,10 +69,10 @@ class StdoutSink:
         """Standard output as it is now (tests and the demo may swap it)."""
         return self._stream or sys.stdout
 
-    def write(self, lines: Sequence[str]) -> None:
+    def write(self, lines: Sequence[Line]) -> None:
         """Print the lines."""
         try:
-            self.stream.write("".join(f"{line}\n" for line in lines))
+            self.stream.write("".join(f"{line.text}\n" for line in lines))
         except (OSError, ValueError) as exc:
             raise SinkError(self.name, f"cannot write to stdout: {exc}") from None
 

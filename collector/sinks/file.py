@@ -10,6 +10,7 @@ from pathlib import Path
 import structlog
 
 from collector.errors import SinkError
+from collector.sinks import Line
 from collector.state import OutputMark
 
 __all__ = ["FileSink"]
@@ -52,9 +53,9 @@ class FileSink:
         self._committed = size
         return 0
 
-    def write(self, lines: Sequence[str]) -> None:
+    def write(self, lines: Sequence[Line]) -> None:
         """Append the lines."""
-        data = "".join(f"{line}\n" for line in lines).encode("utf-8", "surrogatepass")
+        data = "".join(f"{line.text}\n" for line in lines).encode("utf-8", "surrogatepass")
         view = memoryview(data)
         try:
             while view:

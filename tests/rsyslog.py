@@ -1,0 +1,158 @@
+"""A real rsyslogd on loopback with a throwaway configuration, and throwaway TLS certificates."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+PROBE = "rsyslog-harness-probe"
+
+
+def require_rsyslog() -> None:
+    """Skip with a reason outside CI; in CI a missing rsyslog is a failure."""
+    if Path(RSYSLOGD).exists():
+        return
+    if os.environ.get("CI"):
+        pytest.fail("rsyslogd is not installed; .ci/run installs rsyslog and rsyslog-gnutls")
+    pytest.skip("rsyslogd is not installed (apt-get install rsyslog rsyslog-gnutls)")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Certs:
+    """A CA, a server certificate for 127.0.0.1, a client certificate, and a second, unrelated CA."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    rogue_ca: Path
+    rogue_cert: Path
+    rogue_key: Path
+
+
+def make_certs(folder: Path) -> Certs:
+    """Generate the throwaway certificates with openssl."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    for ca in ("ca", "rogue-ca"):
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=Test {ca}",
+            "-keyout", f"{ca}.key", "-out", f"{ca}.pem")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, ca in (("server", "ca"), ("client", "ca"), ("rogue", "rogue-ca")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "san.ext", "-out", f"{name}.pem")
+    f = folder
+    return Certs(f / "ca.pem", f / "server.pem", f / "server.key", f / "client.pem", f / "client.key",
+                 f / "rogue-ca.pem", f / "rogue.pem", f / "rogue.key")
+
+
+class Rsyslog:
+    """rsyslogd listening on UDP and TCP (plain, TLS or mutual TLS), writing each message as JSON."""
+
+    def __init__(self, folder: Path, *, tls: str | None = None, certs: Certs | None = None,
+                 server_cert: tuple[Path, Path] | None = None, max_message_size: str = "64k") -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.udp_port = free_port(socket.SOCK_DGRAM)
+        self.tcp_port = free_port()
+        self.output = folder / "messages.jsonl"
+        tls_global, tls_module = "", ""
+        if tls is not None:
+            assert certs is not None
+            cert, key = server_cert or (certs.server_cert, certs.server_key)
+            tls_global = (f' defaultNetstreamDriver="gtls" defaultNetstreamDriverCAFile="{certs.ca}"'
+                          f' defaultNetstreamDriverCertFile="{cert}" defaultNetstreamDriverKeyFile="{key}"')
+            mode = "x509/certvalid" if tls == "mutual" else "anon"
+            tls_module = f' streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="{mode}"'
+        self.conf = folder / "rsyslog.conf"
+        self.conf.write_text(f"""
+global(workDirectory="{folder}" maxMessageSize="{max_message_size}"{tls_global})
+module(load="imudp")
+module(load="imtcp"{tls_module})
+input(type="imudp" address="127.0.0.1" port="{self.udp_port}" rcvbufSize="4m")
+input(type="imtcp" address="127.0.0.1" port="{self.tcp_port}")
+template(name="json" type="string" string="%jsonmesg%\\n")
+*.* action(type="omfile" file="{self.output}" template="json")
+""")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Rsyslog:
+        """Start rsyslogd and wait until the TCP port accepts connections."""
+        self.proc = subprocess.Popen([RSYSLOGD, "-n", "-f", str(self.conf), "-i", str(self.folder / "pid")],
+                                     stdout=open(self.folder / "rsyslogd.out", "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rsyslogd exited: {(self.folder / 'rsyslogd.out').read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.tcp_port), timeout=0.5).close()
+            except OSError:
+                time.sleep(0.05)
+                continue
+            if self._udp_ready(deadline):
+                return self
+        raise RuntimeError("rsyslogd did not start listening")
+
+    def _udp_ready(self, deadline: float) -> bool:
+        """Send probe datagrams until one is written out: the UDP input is bound."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            while time.monotonic() < deadline:
+                probe.sendto(f"<134>{PROBE}".encode(), ("127.0.0.1", self.udp_port))
+                time.sleep(0.1)
+                if self.output.exists() and PROBE in self.output.read_text(encoding="utf-8"):
+                    return True
+        return False
+
+    def stop(self) -> None:
+        """Stop rsyslogd (SIGTERM), flushing what it received."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=15)
+        self.proc = None
+
+    def messages(self, expected: int | None = None, timeout: float = 15) -> list[dict[str, Any]]:
+        """The messages received so far (without the start-up probes), waiting until ``expected`` have arrived."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self._read()
+            if expected is None or len(found) >= expected or time.monotonic() > deadline:
+                if expected is not None and len(found) >= expected:
+                    time.sleep(0.3)  # anything beyond the expected count would show up now
+                    found = self._read()
+                return found
+            time.sleep(0.05)
+
+    def _read(self) -> list[dict[str, Any]]:
+        if not self.output.exists():
+            return []
+        lines = self.output.read_text(encoding="utf-8").splitlines()
+        return [m for m in map(json.loads, lines) if PROBE not in m.get("rawmsg", "")]
+
+    def __enter__(self) -> Rsyslog:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
