@@ -148,8 +148,9 @@ template(name="json" type="string" string="%jsonmesg%\\n")
     def _read(self) -> list[dict[str, Any]]:
         if not self.output.exists():
             return []
-        lines = self.output.read_text(encoding="utf-8").splitlines()
-        return [m for m in map(json.loads, lines) if PROBE not in m.get("rawmsg", "")]
+        text = self.output.read_bytes().decode("utf-8", "replace")
+        complete = text[:text.rfind("\n") + 1]  # rsyslog may be half-way through writing the last line
+        return [m for m in map(json.loads, complete.splitlines()) if PROBE not in m.get("rawmsg", "")]
 
     def __enter__(self) -> Rsyslog:
         return self.start()
