@@ -15,6 +15,7 @@ from collector.errors import RecordError
 __all__ = ["Address", "TrackedEmail", "event_id", "parse_timestamp", "parse_tracked_email"]
 
 _OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})$")
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,6 @@ def _int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value)
     return None

@@ -93,6 +93,14 @@ def test_odd_fields_are_tolerated() -> None:
     assert r.attachments is None and r.sent is None
 
 
+@pytest.mark.parametrize(("value", "expected"), [("7", 7), (" -3 ", -3), ("¹", None), ("٣", None), ("1e3", None),
+                                               ("9" * 40, None), (True, None), (4.5, None)])
+def test_spam_score_accepts_only_plain_integers(value: object, expected: int | None) -> None:
+    """Unicode digits, floats, booleans and absurd lengths become unknown instead of failing the record."""
+    record = parse_tracked_email({"id": "x", "received": "2022-07-18T13:25:00Z", "spamScore": value})
+    assert record.spam_score == expected
+
+
 def test_ipv6_sender_and_stable_event_id() -> None:
     """IPv6 senders parse; the event id depends only on (id, status)."""
     r = parse_tracked_email({"id": "m1", "status": "held", "received": "2022-07-18T13:25:00Z", "senderIP": "2001:db8::1"})
