@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("check-config", parents=[common], help="validate the configuration and print a redacted summary")
     sub.add_parser("run", parents=[common], help="run the daemon: poll every watch on its interval")
+    sub.add_parser("doctor", parents=[common], help="check state, outputs, credentials and a tiny search per watch")
     once = sub.add_parser("once", parents=[common], help="poll every watch once, then exit (non-zero if any failed)")
     once.add_argument("--watch", action="append", help="only this watch (repeatable)")
     demo = sub.add_parser("demo", help="run the real pipeline against the built-in simulator, no setup needed")
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.command == "run":
             return commands.run(config)
+        if args.command == "doctor":
+            return commands.doctor(config)
         if args.command == "once":
             return commands.once(config, watches=args.watch)
         if args.state_command == "show":

@@ -15,7 +15,7 @@ from collector.logging import configure_logging
 from collector.poller import CycleResult
 from collector.state import StateStore
 
-__all__ = ["once", "print_results", "run", "state_reset", "state_show"]
+__all__ = ["doctor", "once", "print_results", "run", "state_reset", "state_show"]
 
 
 def _logging(config: Config) -> None:
@@ -30,6 +30,14 @@ def run(config: Config) -> int:
         return collector.run_forever()
     finally:
         collector.close()
+
+
+def doctor(config: Config) -> int:
+    """``doctor``: a verdict and a fix for each thing the collector depends on."""
+    from collector.doctor import run_doctor
+
+    configure_logging("error", config.logging.format, secrets=config.secrets())
+    return run_doctor(config, sys.stdout)
 
 
 def once(config: Config, watches: Sequence[str] | None = None) -> int:

@@ -54,6 +54,8 @@ class Collector:
         self.config = config
         self.stop = stop or threading.Event()
         self.metrics = Metrics(registry or CollectorRegistry())
+        self.metrics.prime([w.name for w in config.watches], [o.name for o in config.outputs],
+                           [o.name for o in config.outputs if o.sink.type == "syslog"])
         self.log = structlog.get_logger("collector.daemon")
         self.state = StateStore(config.collection.state_file).open()
         try:

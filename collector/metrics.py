@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -14,6 +15,11 @@ __all__ = ["Metrics", "serve_metrics"]
 _NS = "mimecast_collector"
 _API_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _POLL_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900, 3600)
+_OUTCOMES = ("success", "failure", "interrupted", "crash")
+_ERROR_TYPES = ("auth", "binding_expired", "rate_limited", "server_error", "timeout", "connection",
+                "malformed_response", "api_fail", "sink", "state", "api")
+_INVALID_REASONS = ("missing_id", "bad_received", "not_an_object", "format_error")
+_RETRY_REASONS = ("token_expired", "server_error", "timeout", "connection", "malformed_response", "api_fail")
 
 
 class Metrics:
@@ -44,6 +50,7 @@ class Metrics:
         self.gaps = counter("gap_seconds", "Seconds of history skipped because they were past retention.",
                             ("watch",))
         self.poll_runs = counter("poll_runs", "Poll cycles by outcome (success, failure).", ("watch", "outcome"))
+        self.poll_errors = counter("poll_errors", "Failed poll cycles by error type.", ("watch", "error_type"))
         self.poll_duration = Histogram(f"{_NS}_poll_duration_seconds", "Duration of one poll cycle.",
                                        ("watch",), buckets=_POLL_BUCKETS, registry=registry)
         self.last_success = gauge("last_success_timestamp_seconds", "When a poll of the watch last succeeded.",
@@ -58,6 +65,28 @@ class Metrics:
         self.build_info.labels(__version__).set(1)
         if process:
             ProcessCollector(registry=registry)
+
+
+    def prime(self, watches: Sequence[str], outputs: Sequence[str], syslog_outputs: Sequence[str] = ()) -> None:
+        """Create every bounded label set at zero, so rate() and increase() see the first error."""
+        for reason in _RETRY_REASONS:
+            self.api_retries.labels(reason)
+        for output in syslog_outputs:
+            for action in ("truncate", "drop"):
+                self.syslog_oversize.labels(output, action)
+        for watch in watches:
+            for outcome in _OUTCOMES:
+                self.poll_runs.labels(watch, outcome)
+            for error_type in _ERROR_TYPES:
+                self.poll_errors.labels(watch, error_type)
+            for reason in _INVALID_REASONS:
+                self.invalid.labels(watch, reason)
+            for metric in (self.records_received, self.duplicates, self.splits, self.truncated, self.gaps):
+                metric.labels(watch)
+            for output in outputs:
+                self.events.labels(watch, output)
+        for output in outputs:
+            self.sink_errors.labels(output)
 
 
 def serve_metrics(metrics: Metrics, host: str, port: int) -> Any:

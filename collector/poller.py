@@ -76,6 +76,7 @@ class Poller:
                     self._on_chunk(index + 1, len(plan.chunks))
         except CollectorError as exc:
             result.error = exc
+            self._metrics.poll_errors.labels(self.watch.name, exc.error_type).inc()
             self._log.error("poll.failed", error_type=exc.error_type, error=str(exc),
                             watermark=_iso(self._pipeline.state.watch(self.watch.name).watermark))
         outcome = "success" if result.ok else ("interrupted" if result.interrupted else "failure")

@@ -116,17 +116,18 @@ class MimecastClient:
                 refreshed = True
                 self._count_retry("token_expired")
             except RateLimitedError as exc:
-                wait = min(exc.wait_seconds, self._cfg.max_rate_limit_wait)
-                rate_waited += wait
+                wait = exc.wait_seconds
+                # Every caller honours the reset, even when this one gives up rather than wait it out.
+                self.gate.block(wait)
                 if self._metrics is not None:
                     self._metrics.rate_limited.inc()
+                if rate_waited + wait > self._cfg.max_rate_limit_wait:
+                    raise RateLimitedError(f"Mimecast rate limit (HTTP 429): reset in {wait:g}s after {rate_waited:g}s "
+                                           "of waiting; giving up until the next poll", wait_seconds=wait) from None
+                rate_waited += wait
+                if self._metrics is not None:
                     self._metrics.rate_limit_wait.inc(wait)
-                if rate_waited > self._cfg.max_rate_limit_wait:
-                    self.gate.block(wait)
-                    raise RateLimitedError(f"still rate limited after waiting {rate_waited - wait:g}s; "
-                                           "giving up until the next poll", wait_seconds=wait) from None
                 self._log.warning("mimecast.rate_limited", wait_s=round(wait, 3), waited_s=round(rate_waited, 3))
-                self.gate.block(wait)
             except ApiError as exc:
                 if not exc.retryable or attempt >= self._cfg.retries:
                     raise

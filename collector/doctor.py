@@ -1,0 +1,167 @@
+"""``doctor``: check every connection the collector needs, and say how to fix what fails."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TextIO
+
+from collector.config import Config, HmacAuth, OutputConfig, WatchConfig
+from collector.errors import (
+    ApiError, ApiFailError, AuthError, BindingExpiredError, CollectorError, RateLimitedError, StateCorruptError,
+    StateError, StateLockedError, TransientApiError,
+)
+from collector.mimecast.auth import OAuthTokenSource
+from collector.mimecast.client import MimecastClient
+from collector.sinks.transport import Transport, TransportError
+from collector.state import StateStore
+
+__all__ = ["Check", "run_doctor"]
+
+_PROBE_SPAN = timedelta(minutes=5)
+
+
+@dataclass
+class Check:
+    """One verdict: ``ok``, ``warn`` or ``fail``, what was seen, and the fix."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def run_doctor(config: Config, out: TextIO, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> int:
+    """Run every check, print a verdict per check, return 1 if any failed."""
+    checks = [Check("config", "ok", f"{config.source or 'configuration'} is valid")]
+    checks += [_state(config)]
+    checks += [_output(o) for o in config.outputs]
+    client = MimecastClient(replace(config.mimecast, retries=0, max_rate_limit_wait=0.0))
+    try:
+        checks.append(_credentials(config, client))
+        if checks[-1].status != "fail":
+            checks += [_search(client, w, now()) for w in config.watches]
+    finally:
+        client.close()
+    for check in checks:
+        detail = check.detail.split("; ")[0] if check.fix else check.detail
+        print(f"[{check.status.upper():4}] {check.name}: {detail}", file=out)
+        if check.fix:
+            print(f"       fix: {check.fix}", file=out)
+    failed = sum(c.status == "fail" for c in checks)
+    print(f"{len(checks)} checks, {failed} failed", file=out)
+    return 1 if failed else 0
+
+
+def _state(config: Config) -> Check:
+    path = config.collection.state_file
+    name = "state"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check(name, "fail", f"cannot write in {path.parent}: {exc.strerror}",
+                     "create the folder and make it writable by the collector's user (systemd: StateDirectory=)")
+    try:
+        store = StateStore(path).open(lock=True)
+        store.close()
+    except StateLockedError:
+        return Check(name, "ok", f"{path} is in use by a running collector")
+    except StateCorruptError:
+        return Check(name, "fail", f"{path} is corrupt",
+                     "inspect it with `mimecast-collector state show`, then `mimecast-collector state reset`")
+    except StateError as exc:
+        return Check(name, "fail", str(exc), "check the permissions of the state folder")
+    return Check(name, "ok", f"{path} is readable and writable")
+
+
+def _output(output: OutputConfig) -> Check:
+    name, sink = f"output {output.name}", output.sink
+    if sink.type == "stdout":
+        return Check(name, "ok", "standard output")
+    if sink.type == "file":
+        return _file_output(name, sink.path)
+    transport = Transport(sink)
+    where = f"{sink.transport}://{sink.host}:{sink.port}"
+    try:
+        transport.send([])
+        transport.check()
+    except TransportError as exc:
+        fix = ("check ca_file and server_name (the receiver's certificate must be signed by that CA and name the "
+               "host)" if "certificate" in str(exc) else "check host and port, that the receiver listens on "
+               f"{sink.transport.upper()}, and firewalls between")
+        return Check(name, "fail", str(exc), fix)
+    finally:
+        transport.close()
+    if sink.transport == "udp":
+        return Check(name, "warn", f"{where}: UDP has no handshake, reachability cannot be confirmed",
+                     "prefer transport: tls (or tcp) for delivery you can see")
+    return Check(name, "ok", f"connected to {where}" + (" with a verified certificate" if sink.transport == "tls" else ""))
+
+
+def _file_output(name: str, path: Path) -> Check:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        os.close(fd)
+    except OSError as exc:
+        return Check(name, "fail", f"cannot append to {path}: {exc.strerror}",
+                     "create the folder and make it writable by the collector's user (systemd: LogsDirectory=)")
+    return Check(name, "ok", f"{path} is writable")
+
+
+def _credentials(config: Config, client: MimecastClient) -> Check:
+    auth = config.mimecast.auth
+    if isinstance(auth, HmacAuth):
+        return Check("credentials", "ok", "API 1.0 keys are signed per request; the searches below test them")
+    source = client._auth  # noqa: SLF001 - the doctor exercises the client's own token source
+    assert isinstance(source, OAuthTokenSource)
+    try:
+        source.headers(config.mimecast.search_path)
+    except CollectorError as exc:
+        return _api_failure("credentials", exc)
+    return Check("credentials", "ok", f"API 2.0 token issued by {config.mimecast.token_url}")
+
+
+def _search(client: MimecastClient, watch: WatchConfig, now: datetime) -> Check:
+    name = f"watch {watch.name}"
+    end = now.replace(microsecond=0)
+    try:
+        found = client.search(watch, end - _PROBE_SPAN, end)
+    except CollectorError as exc:
+        return _api_failure(name, exc)
+    return Check(name, "ok", f"search over the last {int(_PROBE_SPAN.total_seconds() // 60)} minutes returned "
+                             f"{found.count} tracked emails")
+
+
+def _api_failure(name: str, exc: CollectorError) -> Check:
+    text = str(exc)
+    if isinstance(exc, BindingExpiredError):
+        return Check(name, "fail", text, "in the Mimecast console, create new access and secret keys for the API "
+                     "user, and set its authentication profile's cache TTL to 'Never expire'")
+    if isinstance(exc, AuthError) and exc.status == 403:
+        return Check(name, "fail", text, "give the API user (or API 2.0 application) the Gateway | Tracking | "
+                     "Read permission")
+    if isinstance(exc, AuthError):
+        return Check(name, "fail", text, "check the credentials; API 1.0 keys only work on the account's regional "
+                     "host (e.g. https://eu-api.mimecast.com, https://us-api.mimecast.com); API 2.0 uses "
+                     "https://api.services.mimecast.com with type: oauth2")
+    if isinstance(exc, RateLimitedError):
+        return Check(name, "fail", text, "Mimecast's quota is spent for now; wait for the reset, and if it recurs "
+                     "raise collection.interval or use fewer watches (the quota is per user or application)")
+    if isinstance(exc, ApiFailError) and exc.code and "region" in exc.code:
+        return Check(name, "fail", text, "base_url is not your account's region; use the host Mimecast assigned")
+    if isinstance(exc, ApiFailError) and exc.status == 404:
+        return Check(name, "fail", text, "check base_url and search_path (API 1.0: /api/tracking/search, "
+                     "API 2.0: /api/message-finder/search)")
+    if isinstance(exc, TransientApiError):
+        return Check(name, "fail", text, "check base_url, DNS, the proxy setting and firewalls; Mimecast may "
+                     "also be having an outage")
+    if isinstance(exc, ApiError) and "TLS" in text:
+        return Check(name, "fail", text, "check tls_verify (a CA bundle for a TLS-inspecting proxy) and proxy")
+    return Check(name, "fail", text, "see the error above; `mimecast-collector once` logs the full detail")
