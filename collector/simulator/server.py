@@ -8,6 +8,7 @@ import hmac
 import json
 import re
 import secrets
+import sys
 import threading
 import time
 from collections import deque
@@ -27,6 +28,16 @@ SEARCH_PATHS = ("/api/tracking/search", "/api/message-finder/search")
 _DATE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
                    r"\d{4} \d{2}:\d{2}:\d{2} UTC$")
 _SEARCH_DATE = "%Y-%m-%dT%H:%M:%S%z"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (killed, timed out) is routine here, not an error to print."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 @dataclass(frozen=True)
@@ -81,21 +92,23 @@ class Simulator:
         cap: the most tracked emails one response carries, like a real API.
         clock: what "now" is for status changes (real UTC time by default).
         token_ttl: seconds an issued token lives.
+        latency: seconds every search takes before it is answered.
     """
 
     def __init__(self, flow: MailFlow, *, cap: int = 100, credentials: Credentials | None = None,
-                 clock: Callable[[], datetime] | None = None, token_ttl: float = 1799, port: int = 0) -> None:
+                 clock: Callable[[], datetime] | None = None, token_ttl: float = 1799, port: int = 0,
+                 latency: float = 0.0) -> None:
         self.flow = flow
         self.cap = cap
         self.credentials = credentials or Credentials()
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.token_ttl = token_ttl
+        self.latency = latency
         self.requests: deque[Recorded] = deque(maxlen=200_000)
         self._faults: list[tuple[Fault, int]] = []
         self._tokens: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), make_handler(self))
         self._thread: threading.Thread | None = None
 
     @property
@@ -193,6 +206,8 @@ class Simulator:
 
     def search(self, body: Any) -> tuple[int, dict[str, Any]]:
         """Answer a search body (already authenticated)."""
+        if self.latency:
+            time.sleep(self.latency)
         try:
             (item,) = body["data"]
             start = datetime.strptime(item["start"], _SEARCH_DATE)
