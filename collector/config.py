@@ -159,6 +159,8 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"(file): cannot read {path}: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"(file): {path} is not UTF-8 text (byte {exc.start})"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -206,8 +208,8 @@ def _mimecast(r: Reader, raw: Any) -> MimecastConfig | None:
     max_wait = r.duration(m, "max_rate_limit_wait", p, "15m", "0s", "6h")
     tls_verify: Any = m.get("tls_verify", True)
     if isinstance(tls_verify, str):
-        ca = r.base_dir / Path(tls_verify).expanduser()
-        if not ca.is_file():
+        ca = r.resolve(tls_verify, f"{p}.tls_verify", r.base_dir)
+        if ca is not None and not ca.is_file():
             r.fail(f"{p}.tls_verify", f"CA bundle {ca} does not exist")
         tls_verify = str(ca)
     elif not isinstance(tls_verify, bool):
@@ -226,10 +228,15 @@ def _url(r: Reader, m: dict[str, Any], key: str, path: str, default: Any = ...) 
     value = r.string(m, key, path) if default is ... else r.string(m, key, path, default)
     if value is None:
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+        hostname = parts.hostname
+    except ValueError:
         r.fail(f"{path}.{key}", f"{value!r} is not an http(s) URL")
-    elif parts.scheme == "http" and parts.hostname not in _LOOPBACK and key != "proxy":
+        return None
+    if parts.scheme not in ("http", "https") or not hostname:
+        r.fail(f"{path}.{key}", f"{value!r} is not an http(s) URL")
+    elif parts.scheme == "http" and hostname not in _LOOPBACK and key != "proxy":
         r.fail(f"{path}.{key}", "must use https (plain http is allowed only on loopback)")
     return value
 

@@ -170,6 +170,9 @@ class Reader:
         except ValueError as exc:
             self.fail(where, str(exc))
             return None
+        except OverflowError:
+            self.fail(where, f"{value} is out of range ({lo} to {hi})")
+            return None
         if not parse_duration(lo) <= parsed <= parse_duration(hi):
             self.fail(where, f"{value} is out of range ({lo} to {hi})")
             return None
@@ -212,7 +215,18 @@ class Reader:
     def path(self, m: dict[str, Any], key: str, path: str, default: Any = MISSING) -> Path | None:
         """A filesystem path, resolved against the configuration file's folder."""
         value = self.string(m, key, path, default)
-        return None if value is None else self.base_dir / Path(value).expanduser()
+        return None if value is None else self.resolve(value, _join(path, key), self.base_dir)
+
+    def resolve(self, value: str, where: str, base: Path) -> Path | None:
+        """``value`` as a path under ``base`` (``~`` expanded), or a problem when it cannot be one."""
+        if "\x00" in value:
+            self.fail(where, "a path cannot contain a NUL character")
+            return None
+        try:
+            return base / Path(value).expanduser()
+        except RuntimeError as exc:
+            self.fail(where, f"cannot expand {value!r}: {exc}")
+            return None
 
     def secret(self, m: dict[str, Any], key: str, path: str) -> Secret | None:
         """A secret given as ``key`` (may hold ``${ENV}``) or read from ``key_file``."""
@@ -233,12 +247,16 @@ class Reader:
         if not isinstance(name, str) or not name.strip():
             self.fail(_join(path, file_key), f"expected a file name, got {_kind(name)}")
             return None
-        base = self.credentials_dir or self.base_dir
-        secret_path = base / Path(name).expanduser()
+        secret_path = self.resolve(name, _join(path, file_key), self.credentials_dir or self.base_dir)
+        if secret_path is None:
+            return None
         try:
             text = secret_path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             self.fail(_join(path, file_key), f"cannot read {secret_path}: {exc.strerror or exc}")
+            return None
+        except UnicodeDecodeError:
+            self.fail(_join(path, file_key), f"{secret_path} is not UTF-8 text")
             return None
         if not text:
             self.fail(_join(path, file_key), f"{secret_path} is empty")

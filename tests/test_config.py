@@ -81,6 +81,11 @@ def test_three_mistakes_are_all_reported_with_exit_78(tmp_path: Path) -> None:
     (lambda d: d["metrics"] if d.update(metrics={"listen": "everywhere"}) else None,
      "metrics.listen: 'everywhere' is not host:port"),
     (lambda d: d.update(extra=1), "extra: unknown key"),
+    # Found by the fuzz suite: each used to raise something other than a ConfigError.
+    (lambda d: d["mimecast"].update(tls_verify="~nobody-here/ca.pem"), "mimecast.tls_verify: cannot expand"),
+    (lambda d: d["mimecast"].update(base_url="http://[::1"), "mimecast.base_url: 'http://[::1' is not an http(s) URL"),
+    (lambda d: d["collection"].update(interval="99999999999999999999999d"), "collection.interval: 9999"),
+    (lambda d: d["collection"].update(state_file="a\x00b"), "collection.state_file: a path cannot contain a NUL"),
 ])
 def test_each_mistake_names_its_dotted_path(tmp_path: Path, mutate: Any, expected: str) -> None:
     """Each kind of mistake is reported at its dotted path with the reason."""
@@ -151,6 +156,14 @@ def test_unreadable_and_invalid_yaml_files(tmp_path: Path) -> None:
     broken.write_text("mimecast: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML at line"):
         load_config(broken, env={})
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    """Latin-1 bytes in the file are reported, not raised."""
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("watches: [{name: caf\xe9}]\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_config(path, env={})
 
 
 def test_durations_parse_and_render() -> None:
