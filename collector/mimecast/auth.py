@@ -15,10 +15,10 @@ from typing import Any, Protocol
 import requests
 
 from collector.config import HmacAuth, OAuth2Auth
-from collector.errors import AuthError, MalformedResponseError, TransientApiError
+from collector.errors import ApiError, AuthError, MalformedResponseError, TransientApiError
 from collector.mimecast.envelope import first_failure
 
-__all__ = ["Authenticator", "HmacSigner", "OAuthTokenSource", "mc_date"]
+__all__ = ["Authenticator", "HmacSigner", "OAuthTokenSource", "mc_date", "tls_failure"]
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -34,6 +34,14 @@ class Authenticator(Protocol):
 
     def invalidate(self) -> bool:
         """Forget cached credentials; ``True`` if a fresh attempt can help."""
+
+
+def tls_failure(exc: requests.exceptions.SSLError) -> ApiError:
+    """A TLS failure talking to Mimecast: not retried, because retrying cannot fix a certificate."""
+    reason = exc.args[0] if exc.args else exc
+    detail = "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in str(reason) else type(reason).__name__
+    return ApiError(f"TLS verification of Mimecast failed ({detail}); check base_url, tls_verify (a CA bundle "
+                    "for a TLS-inspecting proxy) and proxy")
 
 
 def mc_date(now: datetime) -> str:
@@ -116,6 +124,9 @@ class OAuthTokenSource:
         except requests.Timeout:
             self._observe("token", "timeout", time.monotonic() - started)
             raise TransientApiError("token request timed out", kind="timeout") from None
+        except requests.exceptions.SSLError as exc:
+            self._observe("token", "tls", time.monotonic() - started)
+            raise tls_failure(exc) from None
         except requests.RequestException as exc:
             self._observe("token", "connection", time.monotonic() - started)
             raise TransientApiError(f"token request failed: {type(exc).__name__}", kind="connection") from None

@@ -19,7 +19,7 @@ from collector.errors import (
     ApiError, ApiFailError, AuthError, BindingExpiredError, MalformedResponseError, RateLimitedError,
     RecordError, TransientApiError,
 )
-from collector.mimecast.auth import Authenticator, HmacSigner, OAuthTokenSource
+from collector.mimecast.auth import Authenticator, HmacSigner, OAuthTokenSource, tls_failure
 from collector.mimecast.envelope import TOKEN_EXPIRED, first_failure, tracked_emails
 from collector.mimecast.ratelimit import RateGate, backoff_delay
 from collector.records import TrackedEmail, parse_tracked_email
@@ -149,9 +149,9 @@ class MimecastClient:
         except requests.Timeout:
             self._observe("search", "timeout", time.monotonic() - started)
             raise TransientApiError(f"search timed out after {self._cfg.timeout:g}s", kind="timeout") from None
-        except requests.exceptions.SSLError:
+        except requests.exceptions.SSLError as exc:
             self._observe("search", "tls", time.monotonic() - started)
-            raise ApiError("TLS verification of Mimecast failed (check tls_verify and proxy)") from None
+            raise tls_failure(exc) from None
         except requests.RequestException as exc:
             self._observe("search", "connection", time.monotonic() - started)
             raise TransientApiError(f"cannot reach Mimecast: {type(exc).__name__}", kind="connection") from None

@@ -8,6 +8,7 @@ import hmac
 import json
 import re
 import secrets
+import ssl
 import sys
 import threading
 import time
@@ -93,11 +94,12 @@ class Simulator:
         clock: what "now" is for status changes (real UTC time by default).
         token_ttl: seconds an issued token lives.
         latency: seconds every search takes before it is answered.
+        tls: ``(certificate file, key file)`` to serve HTTPS instead of HTTP.
     """
 
     def __init__(self, flow: MailFlow, *, cap: int = 100, credentials: Credentials | None = None,
                  clock: Callable[[], datetime] | None = None, token_ttl: float = 1799, port: int = 0,
-                 latency: float = 0.0) -> None:
+                 latency: float = 0.0, tls: tuple[str, str] | None = None) -> None:
         self.flow = flow
         self.cap = cap
         self.credentials = credentials or Credentials()
@@ -109,12 +111,18 @@ class Simulator:
         self._tokens: dict[str, float] = {}
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), make_handler(self))
+        self._scheme = "http"
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        """``http://127.0.0.1:<port>`` (``https`` when serving TLS)."""
+        return f"{self._scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> Simulator:
         """Serve in a background thread."""
