@@ -121,5 +121,6 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
+            record.answered_at = time.monotonic()
 
     return Handler

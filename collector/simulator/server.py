@@ -83,6 +83,7 @@ class Recorded:
     body: Any
     status: int = 0
     at: float = field(default_factory=time.monotonic)
+    answered_at: float = 0.0
 
 
 class Simulator:
