@@ -21,7 +21,6 @@ from collector.metrics import Metrics, serve_metrics
 from collector.mimecast.client import MimecastClient
 from collector.pipeline import Output, Pipeline
 from collector.poller import CycleResult, Poller
-from collector.scheduler import build_scheduler
 from collector.sinks import build_sink
 from collector.state import StateStore
 
@@ -88,6 +87,8 @@ class Collector:
 
     def run_forever(self) -> int:
         """Serve metrics, poll on schedule until SIGTERM/SIGINT; SIGHUP reopens outputs. Returns 0."""
+        from collector.scheduler import build_scheduler  # APScheduler is needed only by the daemon
+
         listen = self.config.metrics.listen
         server = serve_metrics(self.metrics, *listen) if listen else None
         scheduler = build_scheduler(self.pollers, self.config.collection.interval.total_seconds(), self.metrics)

@@ -16,6 +16,7 @@ __all__ = ["Event", "Formatter", "build_formatter", "json_line"]
 # JSON leaves these literal, but Python's str.splitlines() and some log shippers break lines on them.
 _LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 # A lone surrogate (legal in JSON text, "\ud800") cannot be written as UTF-8: keep it escaped instead.
+_SPECIAL = re.compile("[\u0085\u2028\u2029\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -43,11 +44,12 @@ class Formatter(Protocol):
 def json_line(document: Any) -> str:
     """Serialize as compact UTF-8 JSON guaranteed to hold no line break of any kind."""
     text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    if text.isascii() or not _SPECIAL.search(text):
+        return text
     if _SURROGATE.search(text):
         text = json.dumps(document, ensure_ascii=True, separators=(",", ":"))
     for char, escaped in _LINE_BREAKS.items():
-        if char in text:
-            text = text.replace(char, escaped)
+        text = text.replace(char, escaped)
     return text
 
 

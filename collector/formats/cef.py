@@ -16,13 +16,15 @@ from datetime import datetime
 
 from collector import __version__
 from collector.formats import Event
-from collector.formats.severity import outcome, severity
+from collector.formats.severity import SeverityMap, outcome
 
 __all__ = ["CefFormatter", "cef_time", "escape_header", "escape_value"]
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _CONTROL = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _HEADER_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# Most values (ids, addresses, labels) need no escaping; one C-level scan tells.
+_NEEDS_ESCAPE = re.compile("[\\\\=\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _VALUE_ESCAPES = str.maketrans({"\\": "\\\\", "=": "\\=", "\r": "\\r", "\n": "\\n"})
 _REPLACEMENT = "\ufffd"
 
@@ -35,6 +37,8 @@ def escape_header(value: str, limit: int = 1023) -> str:
 
 def escape_value(value: str) -> str:
     """An extension value: ``\\``, ``=``, CR and LF escaped; other control characters replaced."""
+    if not _NEEDS_ESCAPE.search(value):
+        return value
     return _CONTROL.sub(_REPLACEMENT, value).translate(_VALUE_ESCAPES)
 
 
@@ -52,12 +56,12 @@ class CefFormatter:
 
     def __init__(self, *, rt_format: str = "epoch_ms", severity: Mapping[str, int] | None = None) -> None:
         self._rt = rt_format
-        self._severity = dict(severity or {})
+        self._severity = SeverityMap(severity)
         self._prefix = f"CEF:0|Mimecast|Email Security|{escape_header(__version__, 31)}|"
 
     def severity(self, event: Event) -> int:
         """The CEF severity (0-10) of the event's status with this output's overrides."""
-        return severity(event.record.status, self._severity)
+        return self._severity(event.record.status)
 
     def format(self, event: Event) -> str:
         """One CEF line, without a syslog prefix."""

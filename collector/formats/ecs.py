@@ -7,13 +7,14 @@ spam score, the watch) lives under ``mimecast.*``.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from collector.formats import Event, json_line
-from collector.formats.severity import outcome, severity
+from collector.formats.severity import SeverityMap, outcome
 from collector.records import Address, TrackedEmail
 
 __all__ = ["ECS_VERSION", "EcsFormatter"]
@@ -21,7 +22,9 @@ __all__ = ["ECS_VERSION", "EcsFormatter"]
 ECS_VERSION = "9.4.0"
 
 
+@functools.lru_cache(maxsize=1024)
 def _ts(value: datetime) -> str:
+    # Cached: every event of a chunk shares event.created, and many share a received second.
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -32,7 +35,7 @@ class EcsFormatter:
 
     def __init__(self, *, include_original: bool = False, severity_map: Mapping[str, int] | None = None) -> None:
         self._original = include_original
-        self._severity = severity_map
+        self._severity = SeverityMap(severity_map)
 
     def format(self, event: Event) -> str:
         """One ECS document as a JSON line."""
@@ -40,7 +43,7 @@ class EcsFormatter:
 
     def severity(self, event: Event) -> int:
         """The severity of the event's status (``event.severity``)."""
-        return severity(event.record.status, self._severity)
+        return self._severity(event.record.status)
 
     def document(self, event: Event) -> dict[str, Any]:
         """The ECS document of ``event`` as a nested dict."""
@@ -68,8 +71,9 @@ class EcsFormatter:
         doc: dict[str, Any] = {"@timestamp": received, "ecs": {"version": ECS_VERSION}, "event": ev, "email": email}
         related: dict[str, Any] = {}
         if r.ip is not None:
-            doc["source"] = {"ip": str(r.ip), "address": str(r.ip)}
-            related["ip"] = [str(r.ip)]
+            ip = str(r.ip)
+            doc["source"] = {"ip": ip, "address": ip}
+            related["ip"] = [ip]
         users = list(dict.fromkeys(a for a in (r.sender_env.address, r.sender_hdr.address, *recipients) if a))
         if users:
             related["user"] = users
@@ -88,7 +92,7 @@ def _put(target: dict[str, Any], key: str, value: str) -> None:
 
 def _custom(event: Event) -> dict[str, Any]:
     r = event.record
-    custom: dict[str, Any] = {"watch": event.watch, "id": r.id}
+    custom: dict[str, Any] = {"watch": event.watch}
     _put(custom, "status", r.status)
     _put(custom, "route", r.route)
     _put(custom, "info", r.info)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["DEFAULT_SEVERITY", "outcome", "severity"]
+__all__ = ["DEFAULT_SEVERITY", "SeverityMap", "outcome", "severity"]
 
 # Held and rejected mail is what an analyst looks at first; routine delivery is low.
 DEFAULT_SEVERITY: Mapping[str, int] = {
@@ -23,8 +23,21 @@ def outcome(status: str) -> str:
     return "success" if key in _SUCCESS else "failure" if key in _FAILURE else "unknown"
 
 
-def severity(status: str, overrides: Mapping[str, int] | None = None) -> int:
-    """The severity of ``status``: ``overrides`` first (``default`` for unknown statuses), then the built-in map."""
-    key = status.lower()
-    table = {**DEFAULT_SEVERITY, **(overrides or {})}
-    return table.get(key, table.get("default", _DEFAULT))
+class SeverityMap:
+    """Status to severity: ``overrides`` first (``default`` for unknown statuses), then the built-in map."""
+
+    def __init__(self, overrides: Mapping[str, int] | None = None) -> None:
+        self._table = {**DEFAULT_SEVERITY, **(overrides or {})}
+        self._default = self._table.get("default", _DEFAULT)
+
+    def __call__(self, status: str) -> int:
+        """The severity of ``status``."""
+        return self._table.get(status.lower(), self._default)
+
+
+_BUILT_IN = SeverityMap()
+
+
+def severity(status: str) -> int:
+    """The built-in severity of ``status``."""
+    return _BUILT_IN(status)

@@ -117,16 +117,29 @@ class SimMessage:
 
 
 class MailFlow:
-    """``count`` messages spread evenly over ``[start, end)``, reproducible from ``seed``."""
+    """``count`` messages spread evenly over ``[start, end)``, reproducible from ``seed``.
 
-    def __init__(self, *, seed: int, start: datetime, end: datetime, count: int) -> None:
+    With ``cache`` the messages are kept once generated, so that a benchmark measures the client
+    rather than the simulator's generator.
+    """
+
+    def __init__(self, *, seed: int, start: datetime, end: datetime, count: int, cache: bool = False) -> None:
         if count <= 0 or end <= start:
             raise ValueError("a mail flow needs count > 0 and end > start")
         self.seed, self.start, self.end, self.count = seed, start, end, count
         self._slot = (end - start).total_seconds() / count
+        self._cache: dict[int, SimMessage] | None = {} if cache else None
 
     def message(self, i: int) -> SimMessage:
         """Message number ``i`` (0-based)."""
+        if self._cache is None:
+            return self._generate(i)
+        found = self._cache.get(i)
+        if found is None:
+            found = self._cache[i] = self._generate(i)
+        return found
+
+    def _generate(self, i: int) -> SimMessage:
         rng = random.Random(self.seed * 1_000_003 + i)
         offset = int(i * self._slot + rng.random() * self._slot)
         received = self.start + timedelta(seconds=offset)
