@@ -218,3 +218,51 @@ def test_once_watch_selects_one_watch(steady: Simulator, tmp_path: Path) -> None
     result = run_cli("once", "--watch", "b", "-c", str(cfg))
     assert result.returncode == 0 and result.stderr.count("events shipped") == 1 and "b: " in result.stderr
     assert run_cli("once", "--watch", "zz", "-c", str(cfg)).returncode == 78
+
+
+def test_sighup_reopens_the_file_output_after_rotation(steady: Simulator, tmp_path: Path) -> None:
+    """logrotate moves the file away and sends SIGHUP: the next delivery writes a new file at the path."""
+    cfg = write_config(tmp_path, config_dict(steady, tmp_path, collection={"interval": "10s"},
+                                             logging={"level": "info"}))
+    out = tmp_path / "out.ndjson"
+    daemon = Daemon(tmp_path, "run", "-c", str(cfg))
+    try:
+        wait_for(lambda: out.exists() and out.stat().st_size > 0, what="the first poll")
+        wait_for(lambda: json.loads((tmp_path / "state.json").read_text())["watches"], what="the first commit")
+        out.rename(tmp_path / "out.ndjson.1")
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: out.exists(), timeout=30, what="the reopened file")
+        wait_for(lambda: json.loads((tmp_path / "state.json").read_text())["outputs"]["archive"]["inode"]
+                 == out.stat().st_ino, timeout=30, what="the checkpoint to record the new file")
+    finally:
+        daemon.signal(signal.SIGTERM)
+        log = daemon.wait()
+        daemon.kill()
+    assert '"sinks.reopened"' in log and daemon.proc.returncode == 0
+    before, after = keys_in(tmp_path / "out.ndjson.1"), keys_in(out)
+    assert before and not set(before) & set(after), "the reopen happens between chunks: no event in both files"
+
+
+def test_once_on_a_terminal_shows_a_progress_bar(steady: Simulator, tmp_path: Path) -> None:
+    """With stderr on a terminal, a catch-up of many windows draws a progress bar."""
+    import pty
+
+    cfg = write_config(tmp_path, config_dict(steady, tmp_path, logging={"level": "warning"}))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "collector", "once", "-c", str(cfg)], cwd=ROOT,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    text = screen.decode(errors="replace")
+    assert "\rinbound: [" in text and "] 16/16 windows" in text
+    assert "inbound: " in text and "events shipped" in text
