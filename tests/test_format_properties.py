@@ -13,7 +13,7 @@ from collector.formats import Event
 from collector.formats.cef import CefFormatter
 from collector.formats.ecs import EcsFormatter
 from collector.formats.raw import RawFormatter
-from collector.records import parse_tracked_email
+from collector.records import TrackedEmail, parse_tracked_email
 from tests.cef_decoder import decode
 from tests.ecs_validator import validate
 
@@ -42,8 +42,13 @@ CEF_KEYS = {"rt", "act", "outcome", "suser", "duser", "src", "c6a2", "c6a2Label"
 SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def one_line(line: str) -> bool:
-    return len(line.splitlines()) == 1 and "\n" not in line and "\r" not in line
+def render(formatter: object, raw: dict) -> tuple[TrackedEmail, str]:
+    """Parse and format ``raw``; the line must be one line of valid UTF-8."""
+    record = parse_tracked_email(raw)
+    line = formatter.format(Event(record, "w", FETCHED))  # type: ignore[attr-defined]
+    assert len(line.splitlines()) == 1 and "\n" not in line and "\r" not in line
+    line.encode("utf-8")
+    return record, line
 
 
 def cef_value(text: str) -> str:
@@ -55,10 +60,7 @@ def cef_value(text: str) -> str:
 @given(RECORD)
 def test_ecs_is_always_one_valid_line(raw: dict) -> None:
     """Any record gives one line of UTF-8 JSON that passes the ECS validator and keeps the subject exactly."""
-    record = parse_tracked_email(raw)
-    line = EcsFormatter().format(Event(record, "w", FETCHED))
-    assert one_line(line)
-    line.encode("utf-8")
+    record, line = render(EcsFormatter(), raw)
     doc = json.loads(line)
     assert validate(doc) == []
     assert doc["email"].get("subject", "") == record.subject
@@ -68,10 +70,7 @@ def test_ecs_is_always_one_valid_line(raw: dict) -> None:
 @given(RECORD)
 def test_cef_always_decodes_back_to_the_original_values(raw: dict) -> None:
     """Any record gives one CEF line the strict decoder parses, with every value intact and no forged key."""
-    record = parse_tracked_email(raw)
-    line = CefFormatter().format(Event(record, "w", FETCHED))
-    assert one_line(line)
-    line.encode("utf-8")
+    record, line = render(CefFormatter(), raw)
     event = decode(line)
     ext = event.extension
     assert set(ext) <= CEF_KEYS
@@ -88,7 +87,5 @@ def test_cef_always_decodes_back_to_the_original_values(raw: dict) -> None:
 @given(RECORD)
 def test_raw_is_always_one_line_holding_the_record(raw: dict) -> None:
     """raw keeps the record as returned, on one line."""
-    line = RawFormatter().format(Event(parse_tracked_email(raw), "w", FETCHED))
-    assert one_line(line)
-    line.encode("utf-8")
+    _, line = render(RawFormatter(), raw)
     assert json.loads(line)["tracked_email"] == json.loads(json.dumps(raw))

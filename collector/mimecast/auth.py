@@ -15,10 +15,11 @@ from typing import Any, Protocol
 import requests
 
 from collector.config import HmacAuth, OAuth2Auth
-from collector.errors import ApiError, AuthError, MalformedResponseError, TransientApiError
+from collector.errors import AuthError, MalformedResponseError, TransientApiError
 from collector.mimecast.envelope import first_failure
+from collector.mimecast.wire import Observer, post
 
-__all__ = ["Authenticator", "HmacSigner", "OAuthTokenSource", "mc_date", "tls_failure"]
+__all__ = ["Authenticator", "HmacSigner", "OAuthTokenSource", "mc_date"]
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -34,14 +35,6 @@ class Authenticator(Protocol):
 
     def invalidate(self) -> bool:
         """Forget cached credentials; ``True`` if a fresh attempt can help."""
-
-
-def tls_failure(exc: requests.exceptions.SSLError) -> ApiError:
-    """A TLS failure talking to Mimecast: not retried, because retrying cannot fix a certificate."""
-    reason = exc.args[0] if exc.args else exc
-    detail = "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in str(reason) else type(reason).__name__
-    return ApiError(f"TLS verification of Mimecast failed ({detail}); check base_url, tls_verify (a CA bundle "
-                    "for a TLS-inspecting proxy) and proxy")
 
 
 def mc_date(now: datetime) -> str:
@@ -83,7 +76,7 @@ class OAuthTokenSource:
 
     def __init__(self, auth: OAuth2Auth, token_url: str, session: requests.Session, *,
                  timeout: float, verify: bool | str, proxies: dict[str, str] | None = None,
-                 observe: Callable[[str, str, float], None] | None = None,
+                 observe: Observer | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._auth = auth
         self._url = token_url
@@ -117,20 +110,9 @@ class OAuthTokenSource:
     def _fetch(self) -> tuple[str, float]:
         form = {"client_id": self._auth.client_id, "client_secret": self._auth.client_secret.reveal(),
                 "grant_type": "client_credentials"}
-        started = time.monotonic()
-        try:
-            response = self._session.post(self._url, data=form, timeout=self._timeout, verify=self._verify,
-                                          proxies=self._proxies, headers={"Accept": "application/json"})
-        except requests.Timeout:
-            self._observe("token", "timeout", time.monotonic() - started)
-            raise TransientApiError("token request timed out", kind="timeout") from None
-        except requests.exceptions.SSLError as exc:
-            self._observe("token", "tls", time.monotonic() - started)
-            raise tls_failure(exc) from None
-        except requests.RequestException as exc:
-            self._observe("token", "connection", time.monotonic() - started)
-            raise TransientApiError(f"token request failed: {type(exc).__name__}", kind="connection") from None
-        self._observe("token", str(response.status_code), time.monotonic() - started)
+        response = post(self._session, self._url, endpoint="token", what="token request", observe=self._observe,
+                        timeout=self._timeout, data=form, verify=self._verify, proxies=self._proxies,
+                        headers={"Accept": "application/json"})
         body = _json_or_none(response)
         if response.status_code >= 500:
             raise TransientApiError(f"token endpoint answered HTTP {response.status_code}",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,9 +18,10 @@ from collector.errors import (
     ApiError, ApiFailError, AuthError, BindingExpiredError, MalformedResponseError, RateLimitedError,
     RecordError, TransientApiError,
 )
-from collector.mimecast.auth import Authenticator, HmacSigner, OAuthTokenSource, tls_failure
+from collector.mimecast.auth import Authenticator, HmacSigner, OAuthTokenSource
 from collector.mimecast.envelope import TOKEN_EXPIRED, first_failure, tracked_emails
 from collector.mimecast.ratelimit import RateGate, backoff_delay
+from collector.mimecast.wire import post
 from collector.records import TrackedEmail, parse_tracked_email
 
 __all__ = ["MimecastClient", "SearchResult", "format_search_date", "search_body"]
@@ -141,21 +141,9 @@ class MimecastClient:
     def _attempt(self, body: dict[str, Any]) -> Any:
         path = self._cfg.search_path
         headers = {"Content-Type": "application/json", "Accept": "application/json", **self._auth.headers(path)}
-        started = time.monotonic()
-        try:
-            response = self._session.post(self._cfg.base_url + path, json=body, headers=headers,
-                                          timeout=self._cfg.timeout, verify=self._cfg.tls_verify,
-                                          proxies=self._proxies)
-        except requests.Timeout:
-            self._observe("search", "timeout", time.monotonic() - started)
-            raise TransientApiError(f"search timed out after {self._cfg.timeout:g}s", kind="timeout") from None
-        except requests.exceptions.SSLError as exc:
-            self._observe("search", "tls", time.monotonic() - started)
-            raise tls_failure(exc) from None
-        except requests.RequestException as exc:
-            self._observe("search", "connection", time.monotonic() - started)
-            raise TransientApiError(f"cannot reach Mimecast: {type(exc).__name__}", kind="connection") from None
-        self._observe("search", str(response.status_code), time.monotonic() - started)
+        response = post(self._session, self._cfg.base_url + path, endpoint="search", what="search",
+                        observe=self._observe, timeout=self._cfg.timeout, json=body, headers=headers,
+                        verify=self._cfg.tls_verify, proxies=self._proxies)
         return self._interpret(response)
 
     def _interpret(self, response: requests.Response) -> Any:
