@@ -126,6 +126,7 @@ class _Progress:
         self._shown = False
 
     def update(self, watch: str, done: int, total: int) -> None:
+        """Redraw the bar after ``done`` of ``total`` windows (only for catch-ups of four or more)."""
         if total < 4:
             return
         width = 30
@@ -135,6 +136,7 @@ class _Progress:
         self._shown = True
 
     def finish(self) -> None:
+        """End the bar's line."""
         if self._shown:
             self._stream.write("\n")
             self._stream.flush()

@@ -85,6 +85,7 @@ def substitute_env(node: Any, env: Mapping[str, str], problems: list[str], path:
         return node
 
     def replace(match: re.Match[str]) -> str:
+        """The environment's value for one reference."""
         name = match.group(1)
         if name is None:
             return "$"

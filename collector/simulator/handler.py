@@ -25,6 +25,8 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
     from collector.simulator.server import SEARCH_PATHS, Recorded, dumps, parse_form
 
     class Handler(BaseHTTPRequestHandler):
+        """Serves one request of the simulated Mimecast API."""
+
         protocol_version = "HTTP/1.1"
         server_version = "MimecastSimulator/1"
         # Send headers and body in one segment: a separate small write waits on delayed ACKs (~40 ms).
