@@ -102,17 +102,23 @@ def test_every_event_arrives_intact_once_and_in_order(plain: Rsyslog, tmp_path: 
         decode(body(message))
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
 @pytest.mark.parametrize("oversize", ["truncate", "drop"])
-def test_a_100kb_subject_is_handled_per_oversize_and_never_split(plain: Rsyslog, tmp_path: Path, transport: str,
+def test_a_100kb_subject_is_handled_per_oversize_and_never_split(certs: Certs, tmp_path: Path, transport: str,
                                                                  oversize: str) -> None:
     """The huge event is cut to max_message_bytes or dropped, counted, and never becomes two messages."""
+    with Rsyslog(tmp_path / "rs", tls="anon" if transport == "tls" else None, certs=certs) as server:
+        _oversize_case(server, tmp_path, transport, oversize, certs)
+
+
+def _oversize_case(plain: Rsyslog, tmp_path: Path, transport: str, oversize: str, certs: Certs) -> None:
     lines = cef_lines(5)
     huge = lines[2].text.replace("msg=", "msg=" + "S" * 100_000, 1)
     lines[2] = Line(huge, lines[2].severity, lines[2].timestamp)
     metrics = Metrics(CollectorRegistry(), process=False)
     port = plain.udp_port if transport == "udp" else plain.tcp_port
-    cfg = sink_cfg(tmp_path, transport=transport, port=port, oversize=oversize)
+    extra = {"ca_file": str(certs.ca)} if transport == "tls" else {}
+    cfg = sink_cfg(tmp_path, transport=transport, port=port, oversize=oversize, **extra)
     sink = SyslogSink("siem", cfg, metrics=metrics)
     sink.write(lines)
     sink.flush()
