@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", parents=[common], help="validate the configuration and print a redacted summary")
     sub.add_parser("run", parents=[common], help="run the daemon: poll every watch on its interval")
     sub.add_parser("doctor", parents=[common], help="check state, outputs, credentials and a tiny search per watch")
+    reload = sub.add_parser("reload", parents=[common],
+                            help="make a running collector reopen its output files (after log rotation)")
+    reload.add_argument("--pid", type=int, help="the collector's process id (default: the one holding the state)")
     once = sub.add_parser("once", parents=[common], help="poll every watch once, then exit (non-zero if any failed)")
     once.add_argument("--watch", action="append", help="only this watch (repeatable)")
     demo = sub.add_parser("demo", help="run the real pipeline against the built-in simulator, no setup needed")
@@ -55,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from collector.demo import run_demo
 
             return run_demo(config_path=args.config, fmt=args.format, messages=args.messages, seed=args.seed)
+        if args.command == "reload" and args.pid:
+            from collector.commands import reload
+
+            return reload(None, pid=args.pid)
         config = load_config(args.config or default_config_path())
         if args.command == "check-config":
             print(summarize(config))
@@ -65,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.run(config)
         if args.command == "doctor":
             return commands.doctor(config)
+        if args.command == "reload":
+            return commands.reload(config)
         if args.command == "once":
             return commands.once(config, watches=args.watch)
         if args.state_command == "show":

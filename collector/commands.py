@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -15,7 +17,7 @@ from collector.logging import configure_logging
 from collector.poller import CycleResult
 from collector.state import StateStore
 
-__all__ = ["doctor", "once", "print_results", "run", "state_reset", "state_show"]
+__all__ = ["doctor", "once", "print_results", "reload", "run", "state_reset", "state_show"]
 
 
 def _logging(config: Config) -> None:
@@ -30,6 +32,22 @@ def run(config: Config) -> int:
         return collector.run_forever()
     finally:
         collector.close()
+
+
+def reload(config: Config | None, pid: int | None = None) -> int:
+    """``reload``: SIGHUP to ``pid``, or to the collector holding this config's state lock."""
+    if pid is None:
+        assert config is not None
+        pid = StateStore(config.collection.state_file).holder()
+        if pid is None:
+            print(f"no collector is running on {config.collection.state_file}", file=sys.stderr)
+            return 1
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        print(f"cannot signal process {pid}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def doctor(config: Config) -> int:

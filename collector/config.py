@@ -59,7 +59,7 @@ def parse_config(data: Any, *, env: Mapping[str, str], base_dir: Path, source: P
     """Validate an already-parsed YAML tree (see :func:`load_config`)."""
     problems: list[str] = []
     data = substitute_env(data, env, problems)
-    reader = Reader(base_dir=base_dir, credentials_dir=credentials_dir_from_env(env))
+    reader = Reader(base_dir=base_dir, credentials_dir=credentials_dir_from_env(env, base_dir))
     reader.problems.extend(problems)
     top = reader.mapping(data, "", {"mimecast", "collection", "watches", "outputs", "metrics", "logging"},
                          required=("mimecast", "watches", "outputs"))

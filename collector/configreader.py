@@ -278,10 +278,18 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def credentials_dir_from_env(env: Mapping[str, str]) -> Path | None:
-    """The systemd credentials folder (``$CREDENTIALS_DIRECTORY``), if set."""
+def credentials_dir_from_env(env: Mapping[str, str], config_dir: Path | None = None) -> Path | None:
+    """Where relative ``*_file`` secrets live.
+
+    ``$CREDENTIALS_DIRECTORY`` when systemd sets it; otherwise a ``credentials`` folder beside the
+    config file when there is one (the layout the README installs), so that commands run by hand
+    read the same secrets the service gets; otherwise ``None`` (the config's own folder).
+    """
     value = env.get("CREDENTIALS_DIRECTORY")
-    return Path(value) if value else None
+    if value:
+        return Path(value)
+    beside = config_dir / "credentials" if config_dir is not None else None
+    return beside if beside is not None and beside.is_dir() else None
 
 
 def default_config_path(env: Mapping[str, str] = os.environ) -> Path:

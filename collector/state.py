@@ -76,6 +76,23 @@ class StateStore:
         self._load()
         return self
 
+    def holder(self) -> int | None:
+        """The pid of the collector holding the lock, or ``None`` when no collector runs on this state."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else None
+        else:
+            return None
+        finally:
+            os.close(fd)
+
     def close(self) -> None:
         """Release the lock."""
         if self._lock_fd is not None:

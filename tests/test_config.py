@@ -129,6 +129,21 @@ def test_secrets_come_from_env_and_files_and_never_show(tmp_path: Path) -> None:
     assert SECRET in config.secrets()
 
 
+def test_secret_files_default_to_a_credentials_folder_beside_the_config(tmp_path: Path) -> None:
+    """Without $CREDENTIALS_DIRECTORY, relative *_file names are read from ./credentials beside the config."""
+    (tmp_path / "credentials").mkdir()
+    (tmp_path / "credentials" / "client_secret").write_text(SECRET)
+    data = base(tmp_path)
+    data["mimecast"]["auth"] = {"type": "oauth2", "client_id": "c", "client_secret_file": "client_secret"}
+    config = load_config(write_config(tmp_path, data), env={})
+    assert config.mimecast.auth.client_secret.reveal() == SECRET
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "client_secret").write_text("from-systemd")
+    config = load_config(write_config(tmp_path, data), env={"CREDENTIALS_DIRECTORY": str(other)})
+    assert config.mimecast.auth.client_secret.reveal() == "from-systemd"
+
+
 def test_missing_env_var_and_secret_file_are_errors(tmp_path: Path) -> None:
     """An unset variable or an unreadable secret file is reported, by path."""
     data = base(tmp_path)

@@ -220,8 +220,8 @@ def test_once_watch_selects_one_watch(steady: Simulator, tmp_path: Path) -> None
     assert run_cli("once", "--watch", "zz", "-c", str(cfg)).returncode == 78
 
 
-def test_sighup_reopens_the_file_output_after_rotation(steady: Simulator, tmp_path: Path) -> None:
-    """logrotate moves the file away and sends SIGHUP: the next delivery writes a new file at the path."""
+def test_reload_reopens_the_file_output_after_rotation(steady: Simulator, tmp_path: Path) -> None:
+    """logrotate moves the file away and runs reload (SIGHUP): the next delivery writes a new file at the path."""
     cfg = write_config(tmp_path, config_dict(steady, tmp_path, collection={"interval": "10s"},
                                              logging={"level": "info"}))
     out = tmp_path / "out.ndjson"
@@ -230,7 +230,8 @@ def test_sighup_reopens_the_file_output_after_rotation(steady: Simulator, tmp_pa
         wait_for(lambda: out.exists() and out.stat().st_size > 0, what="the first poll")
         wait_for(lambda: json.loads((tmp_path / "state.json").read_text())["watches"], what="the first commit")
         out.rename(tmp_path / "out.ndjson.1")
-        daemon.signal(signal.SIGHUP)
+        reload = run_cli("reload", "-c", str(cfg))  # finds the running collector through the state lock
+        assert reload.returncode == 0, reload.stderr
         wait_for(lambda: out.exists(), timeout=30, what="the reopened file")
         wait_for(lambda: json.loads((tmp_path / "state.json").read_text())["outputs"]["archive"]["inode"]
                  == out.stat().st_ino, timeout=30, what="the checkpoint to record the new file")
@@ -266,3 +267,15 @@ def test_once_on_a_terminal_shows_a_progress_bar(steady: Simulator, tmp_path: Pa
     text = screen.decode(errors="replace")
     assert "\rinbound: [" in text and "] 16/16 windows" in text
     assert "inbound: " in text and "events shipped" in text
+
+
+def test_reload_without_a_running_collector_says_so(steady: Simulator, tmp_path: Path) -> None:
+    """reload finds no lock holder and exits 1 with a plain message; --pid signals that process directly."""
+    cfg = write_config(tmp_path, config_dict(steady, tmp_path))
+    result = run_cli("reload", "-c", str(cfg))
+    assert result.returncode == 1 and "no collector is running" in result.stderr
+    sleeper = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGHUP, "
+                                "lambda *a: exit(7)); time.sleep(30)"])
+    time.sleep(0.5)
+    assert run_cli("reload", "--pid", str(sleeper.pid)).returncode == 0
+    assert sleeper.wait(timeout=10) == 7
