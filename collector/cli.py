@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from collector import __version__
 from collector.config import Config, load_config
-from collector.configreader import default_config_path
+from collector.configreader import default_config_path, format_duration
 from collector.errors import ConfigError, StateCorruptError, StateError
 
 __all__ = ["EX_CONFIG", "EX_DATAERR", "build_parser", "main"]
@@ -127,7 +128,5 @@ def summarize(config: Config) -> str:
     return "\n".join(lines)
 
 
-def _d(value: object) -> str:
-    from collector.configreader import format_duration
-
-    return format_duration(value)  # type: ignore[arg-type]
+def _d(value: timedelta) -> str:
+    return format_duration(value)

@@ -10,12 +10,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TextIO
 
-from collector.config import Config, HmacAuth, OutputConfig, WatchConfig
+from collector.config import Config, OutputConfig, WatchConfig
 from collector.errors import (
     ApiError, ApiFailError, AuthError, BindingExpiredError, CollectorError, RateLimitedError, StateCorruptError,
     StateError, StateLockedError, TransientApiError,
 )
-from collector.mimecast.auth import OAuthTokenSource
 from collector.mimecast.client import MimecastClient
 from collector.sinks.transport import Transport, TransportError
 from collector.state import StateStore
@@ -116,15 +115,12 @@ def _file_output(name: str, path: Path) -> Check:
 
 
 def _credentials(config: Config, client: MimecastClient) -> Check:
-    auth = config.mimecast.auth
-    if isinstance(auth, HmacAuth):
-        return Check("credentials", "ok", "API 1.0 keys are signed per request; the searches below test them")
-    source = client._auth  # noqa: SLF001 - the doctor exercises the client's own token source
-    assert isinstance(source, OAuthTokenSource)
     try:
-        source.headers(config.mimecast.search_path)
+        fetched = client.check_credentials()
     except CollectorError as exc:
         return _api_failure("credentials", exc)
+    if not fetched:
+        return Check("credentials", "ok", "API 1.0 keys are signed per request; the searches below test them")
     return Check("credentials", "ok", f"API 2.0 token issued by {config.mimecast.token_url}")
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from collector import __version__
-from collector.formats import Event
+from collector.formats.base import Event
 from collector.formats.severity import SeverityMap, outcome
 
 __all__ = ["CefFormatter", "cef_time", "escape_header", "escape_value"]

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from collector.formats import Event, json_line
+from collector.formats.base import Event, json_line
 from collector.formats.severity import SeverityMap, outcome
 from collector.records import Address, TrackedEmail
 

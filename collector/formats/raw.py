@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.formats import Event, json_line
+from collector.formats.base import Event, json_line
 from collector.formats.severity import severity
 
 __all__ = ["RawFormatter"]

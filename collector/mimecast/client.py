@@ -88,6 +88,17 @@ class MimecastClient:
         """Close pooled connections."""
         self._session.close()
 
+    def check_credentials(self) -> bool:
+        """Fetch a token now (API 2.0); ``False`` for API 1.0 keys, which only a request can test.
+
+        Raises:
+            ApiError: the token endpoint refused or could not be reached.
+        """
+        if not isinstance(self._auth, OAuthTokenSource):
+            return False
+        self._auth.headers(self._cfg.search_path)
+        return True
+
     def search(self, watch: WatchConfig, start: datetime, end: datetime) -> SearchResult:
         """Search one window; records that cannot be parsed are returned in ``invalid``.
 

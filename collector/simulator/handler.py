@@ -4,13 +4,60 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 if TYPE_CHECKING:
-    from collector.simulator.server import Fault, Simulator
+    from collector.simulator.server import Simulator
 
-__all__ = ["make_handler"]
+__all__ = ["Fault", "Recorded", "SEARCH_PATHS", "dumps", "make_handler", "parse_form"]
+
+SEARCH_PATHS = ("/api/tracking/search", "/api/message-finder/search")
+
+
+@dataclass
+class Fault:
+    """One scripted failure, consumed by the next matching request.
+
+    ``kind``: ``rate_limit`` (429 with ``X-RateLimit-Reset: reset_ms``), ``server_error``
+    (``status``), ``slow`` (``delay`` seconds, then a normal answer), ``malformed``,
+    ``fail200`` (``code``), ``expire_token``, ``binding_expired`` (418), ``unauthorized``
+    (401), ``forbidden`` (403), ``canned`` (``status``, ``body`` and ``headers`` as given) or
+    ``corrupt_records`` (a normal answer plus unusable records). ``endpoint`` is ``search`` or ``token``.
+    """
+
+    kind: str
+    status: int = 500
+    reset_ms: int = 1000
+    delay: float = 0.0
+    code: str = "err_simulated"
+    endpoint: str = "search"
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Recorded:
+    """One request the simulator received, and how it answered."""
+
+    path: str
+    headers: dict[str, str]
+    body: Any
+    status: int = 0
+    at: float = field(default_factory=time.monotonic)
+    answered_at: float = 0.0
+
+
+def dumps(payload: Any) -> bytes:
+    """Serialize a response body as Mimecast does (UTF-8 JSON)."""
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
+def parse_form(raw: bytes) -> dict[str, str]:
+    """Decode an ``application/x-www-form-urlencoded`` body."""
+    return {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
 
 # Records a real response could carry and the collector must set aside: no id, a bad date, not an object.
 _CORRUPT: list[Any] = [
@@ -22,7 +69,6 @@ _CORRUPT: list[Any] = [
 
 def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
     """A handler class bound to ``sim``."""
-    from collector.simulator.server import SEARCH_PATHS, Recorded, dumps, parse_form
 
     class Handler(BaseHTTPRequestHandler):
         """Serves one request of the simulated Mimecast API."""

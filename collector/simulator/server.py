@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import ssl
@@ -14,18 +13,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
 
 from collector.simulator.flow import Filter, MailFlow
-from collector.simulator.handler import make_handler
+from collector.simulator.handler import SEARCH_PATHS, Fault, Recorded, make_handler
 
 __all__ = ["Credentials", "Fault", "Recorded", "Simulator", "SEARCH_PATHS"]
 
-SEARCH_PATHS = ("/api/tracking/search", "/api/message-finder/search")
 _DATE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
                    r"\d{4} \d{2}:\d{2}:\d{2} UTC$")
 _SEARCH_DATE = "%Y-%m-%dT%H:%M:%S%z"
@@ -51,39 +48,6 @@ class Credentials:
     app_key: str = "demo-app-key"
     access_key: str = "demo-access-key"
     secret_key: str = base64.b64encode(b"demo secret key for the simulator").decode()
-
-
-@dataclass
-class Fault:
-    """One scripted failure, consumed by the next matching request.
-
-    ``kind``: ``rate_limit`` (429 with ``X-RateLimit-Reset: reset_ms``), ``server_error``
-    (``status``), ``slow`` (``delay`` seconds, then a normal answer), ``malformed``,
-    ``fail200`` (``code``), ``expire_token``, ``binding_expired`` (418), ``unauthorized``
-    (401), ``forbidden`` (403), ``canned`` (``status``, ``body`` and ``headers`` as given) or
-    ``corrupt_records`` (a normal answer plus unusable records). ``endpoint`` is ``search`` or ``token``.
-    """
-
-    kind: str
-    status: int = 500
-    reset_ms: int = 1000
-    delay: float = 0.0
-    code: str = "err_simulated"
-    endpoint: str = "search"
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Recorded:
-    """One request the simulator received, and how it answered."""
-
-    path: str
-    headers: dict[str, str]
-    body: Any
-    status: int = 0
-    at: float = field(default_factory=time.monotonic)
-    answered_at: float = 0.0
 
 
 class Simulator:
@@ -239,13 +203,3 @@ class Simulator:
 def _fail(code: str, message: str) -> dict[str, Any]:
     return {"meta": {"status": 200}, "data": [], "fail": [{"errors": [
         {"code": code, "message": message, "retryable": False}]}]}
-
-
-def dumps(payload: Any) -> bytes:
-    """Serialize a response body as Mimecast does (UTF-8 JSON)."""
-    return json.dumps(payload, ensure_ascii=False).encode()
-
-
-def parse_form(raw: bytes) -> dict[str, str]:
-    """Decode an ``application/x-www-form-urlencoded`` body."""
-    return {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}

@@ -2,118 +2,22 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from collector.errors import SinkError
 from collector.sinkconfig import SinkConfig
-from collector.state import OutputMark
+from collector.sinks.base import Line, Sink, StdoutSink
+from collector.sinks.file import FileSink
+from collector.sinks.syslog import SyslogSink
 
 __all__ = ["Line", "Sink", "StdoutSink", "build_sink"]
-
-
-@dataclass(frozen=True, slots=True)
-class Line:
-    """One formatted event: its text (no line break), severity (0-10) and time (when Mimecast received it)."""
-
-    text: str
-    severity: int
-    timestamp: datetime
-
-
-class Sink(Protocol):
-    """Where formatted lines go.
-
-    The engine calls ``write`` then ``flush`` for every chunk; only when every
-    sink has flushed is the checkpoint saved and ``committed`` called. On any
-    failure it calls ``rollback``, so a sink that can take back uncommitted
-    data (a file) is never duplicated by the retry.
-    """
-
-    name: str
-
-    def write(self, lines: Sequence[Line]) -> None:
-        """Send ``lines``; raise SinkError on failure."""
-
-    def flush(self) -> None:
-        """Make everything written durable or delivered; raise SinkError on failure."""
-
-    def mark(self) -> OutputMark | None:
-        """What the checkpoint should record as committed (files only)."""
-
-    def committed(self) -> None:
-        """The checkpoint now covers everything written."""
-
-    def rollback(self) -> None:
-        """Take back what was written since the last commit, where possible."""
-
-    def reopen(self) -> None:
-        """Reopen the destination (after log rotation)."""
-
-    def close(self) -> None:
-        """Flush and release the destination."""
-
-
-class StdoutSink:
-    """One line per event on standard output."""
-
-    def __init__(self, name: str, stream: Any = None) -> None:
-        self.name = name
-        self._stream = stream
-
-    @property
-    def stream(self) -> Any:
-        """Standard output as it is now (tests and the demo may swap it)."""
-        return self._stream or sys.stdout
-
-    def write(self, lines: Sequence[Line]) -> None:
-        """Print the lines."""
-        try:
-            self.stream.write("".join(f"{line.text}\n" for line in lines))
-        except (OSError, ValueError) as exc:
-            raise SinkError(self.name, f"cannot write to stdout: {exc}") from None
-
-    def flush(self) -> None:
-        """Flush standard output."""
-        try:
-            self.stream.flush()
-        except (OSError, ValueError) as exc:
-            raise SinkError(self.name, f"cannot flush stdout: {exc}") from None
-
-    def mark(self) -> None:
-        """Standard output keeps no mark."""
-        return None
-
-    def committed(self) -> None:
-        """Nothing to do."""
-
-    def rollback(self) -> None:
-        """Printed lines cannot be taken back (at-least-once)."""
-
-    def reopen(self) -> None:
-        """Nothing to reopen."""
-
-    def close(self) -> None:
-        """Flush what is buffered."""
-        try:
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass
 
 
 def build_sink(name: str, config: SinkConfig, *, metrics: Any = None) -> Sink:
     """The sink an output's ``sink:`` block describes."""
     if config.type == "file":
-        from collector.sinks.file import FileSink
-
         return FileSink(name, config.path)
     if config.type == "stdout":
         return StdoutSink(name)
     if config.type == "syslog":
-        from collector.sinks.syslog import SyslogSink
-
         return SyslogSink(name, config, metrics=metrics)
     raise ValueError(f"unknown sink type {config.type!r}")

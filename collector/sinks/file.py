@@ -10,7 +10,7 @@ from pathlib import Path
 import structlog
 
 from collector.errors import SinkError
-from collector.sinks import Line
+from collector.sinks.base import Line
 from collector.state import OutputMark
 
 __all__ = ["FileSink"]

@@ -10,7 +10,7 @@ import structlog
 
 from collector.errors import SinkError
 from collector.sinkconfig import SyslogSinkConfig
-from collector.sinks import Line
+from collector.sinks.base import Line
 from collector.sinks.syslogmsg import MessageBuilder, frame
 from collector.sinks.transport import Transport, TransportError
 
