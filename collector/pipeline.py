@@ -102,7 +102,8 @@ class Pipeline:
                 previous = (watch.watermark, dict(watch.seen))
                 self._advance(chunk, invalid)
                 self._save_marks(previous=(chunk.watch, previous))
-            except CollectorError:
+            except BaseException:
+                # Whatever went wrong, nothing of this chunk may stay in a file the checkpoint does not cover.
                 for out in self.outputs:
                     out.sink.rollback()
                 raise

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from collector.config import CollectionConfig, WatchConfig
-from collector.errors import CollectorError
+from collector.errors import CancelledError, CollectorError
 from collector.mimecast.client import MimecastClient, SearchResult
 from collector.pipeline import Chunk, Pipeline
 from collector.windows import MIN_SPLIT, midpoint, plan_windows
@@ -74,6 +74,8 @@ class Poller:
                 result.chunks += 1
                 if self._on_chunk is not None:
                     self._on_chunk(index + 1, len(plan.chunks))
+        except CancelledError:
+            result.interrupted = True
         except CollectorError as exc:
             result.error = exc
             self._metrics.poll_errors.labels(self.watch.name, exc.error_type).inc()

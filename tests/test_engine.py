@@ -189,3 +189,27 @@ def test_uncommitted_tail_is_cut_on_start(flow: MailFlow, tmp_path: Path, now: d
             f.write(b'{"half written')
         collector(sim, tmp_path).close()
     assert (tmp_path / "out.ndjson").read_bytes() == before
+
+
+def test_an_unexpected_error_while_writing_rolls_files_back(big: Simulator, tmp_path: Path, now: datetime) -> None:
+    """Even an error that is not the collector's own leaves no uncommitted bytes in a file output."""
+    c = collector(big, tmp_path)
+    bad = c.pipeline.outputs[0]
+
+    class Exploding:
+        """A sink wrapper whose flush fails the way a bug would (not a SinkError)."""
+
+        name = bad.sink.name
+
+        def __getattr__(self, attr: str) -> object:
+            return getattr(bad.sink, attr)
+
+        def flush(self) -> None:
+            raise RuntimeError("unexpected")
+
+    c.pipeline.outputs[0] = type(bad)(bad.name, bad.formatter, Exploding())
+    with pytest.raises(RuntimeError):
+        c.run_once(now=lambda: now)
+    c.close()
+    assert (tmp_path / "out.ndjson").read_bytes() == b""
+    assert c.state.watch("inbound").watermark is None
