@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 import structlog
 
 from collector.errors import CollectorError, RecordError, SinkError, StateError
+from collector.fileio import append_durably
 from collector.formats import Event, Formatter, json_line
 from collector.records import TrackedEmail
 from collector.sinks import Line, Sink
@@ -157,13 +157,7 @@ class Pipeline:
         data = "".join(json_line({"at": at, "watch": watch, "reason": e.reason, "error": str(e), "record": raw})
                        + "\n" for e, raw in fresh).encode("utf-8", "surrogatepass")
         try:
-            self._dead_letter.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._dead_letter, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_durably(self._dead_letter, data, 0o600)
         except OSError as exc:
             raise SinkError("dead-letter", f"cannot write {self._dead_letter}: {exc.strerror or exc}") from None
         self._log.warning("records.set_aside", watch=watch, count=len(fresh), file=str(self._dead_letter),

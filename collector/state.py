@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.errors import StateCorruptError, StateError, StateLockedError
+from collector.fileio import write_all
 
 __all__ = ["STATE_VERSION", "OutputMark", "StateStore", "WatchState"]
 
@@ -114,9 +115,7 @@ class StateStore:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)

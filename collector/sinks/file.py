@@ -10,6 +10,7 @@ from pathlib import Path
 import structlog
 
 from collector.errors import SinkError
+from collector.fileio import write_all
 from collector.sinks.base import Line
 from collector.state import OutputMark
 
@@ -56,10 +57,8 @@ class FileSink:
     def write(self, lines: Sequence[Line]) -> None:
         """Append the lines."""
         data = "".join(f"{line.text}\n" for line in lines).encode("utf-8", "surrogatepass")
-        view = memoryview(data)
         try:
-            while view:
-                view = view[os.write(self._require_fd(), view):]
+            write_all(self._require_fd(), data)
         except OSError as exc:
             raise SinkError(self.name, f"cannot write {self.path}: {exc.strerror or exc}") from None
 
