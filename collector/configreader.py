@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MISSING", "Reader", "Secret", "parse_duration", "format_duration", "substitute_env"]
+__all__ = ["MISSING", "Reader", "Secret", "format_duration", "parse_duration", "seconds", "substitute_env"]
 
 MISSING: Any = object()
 
@@ -63,13 +63,13 @@ def parse_duration(text: str) -> timedelta:
 
 def format_duration(value: timedelta) -> str:
     """Render a timedelta the way a config file would spell it (``1h30m``)."""
-    seconds = int(value.total_seconds())
-    if seconds == 0:
+    left = int(value.total_seconds())
+    if left == 0:
         millis = round(value.total_seconds() * 1000)
         return f"{millis}ms" if millis else "0s"
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
+        count, left = divmod(left, size)
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
@@ -269,6 +269,11 @@ class Reader:
             self.fail(_join(path, key), "is required")
             return None
         return default
+
+
+def seconds(value: timedelta | None) -> float:
+    """A duration read by :meth:`Reader.duration` as seconds (0 when it was invalid and reported)."""
+    return 0.0 if value is None else value.total_seconds()
 
 
 def _kind(value: Any) -> str:

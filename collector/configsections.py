@@ -5,12 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from collector.configreader import Reader
+from collector.configreader import Reader, seconds
 from collector.configtypes import (
     CollectionConfig, HmacAuth, LoggingConfig, MetricsConfig, MimecastConfig, OAuth2Auth, OutputConfig, WatchConfig,
 )
@@ -57,8 +56,8 @@ def read_mimecast(r: Reader, raw: Any) -> MimecastConfig | None:
     return MimecastConfig(
         base_url=(base_url or "").rstrip("/"), search_path=search_path, token_url=token_url, auth=auth,
         search_reason=r.string(m, "search_reason", p, "SIEM export by mimecast-collector"),
-        timeout=_secs(timeout), retries=r.integer(m, "retries", p, 5, 0, 20),
-        backoff_initial=_secs(backoff_initial), backoff_max=_secs(backoff_max), max_rate_limit_wait=_secs(max_wait),
+        timeout=seconds(timeout), retries=r.integer(m, "retries", p, 5, 0, 20),
+        backoff_initial=seconds(backoff_initial), backoff_max=seconds(backoff_max), max_rate_limit_wait=seconds(max_wait),
         tls_verify=tls_verify, proxy=proxy,
     )
 
@@ -208,7 +207,3 @@ def read_logging(r: Reader, raw: Any) -> LoggingConfig:
         level=r.choice(m, "level", "logging", ("debug", "info", "warning", "error"), "info"),
         format=r.choice(m, "format", "logging", ("json", "console", "auto"), "auto"),
     )
-
-
-def _secs(value: timedelta | None) -> float:
-    return 0.0 if value is None else value.total_seconds()

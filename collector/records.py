@@ -147,8 +147,7 @@ _NO_ADDRESS = Address()
 def _address(value: Any) -> Address:
     if type(value) is not dict:
         return _NO_ADDRESS
-    address, name = value.get("emailAddress"), value.get("displayableName")
-    return Address(address if type(address) is str else _text(address), name if type(name) is str else _text(name))
+    return Address(_text(value.get("emailAddress")), _text(value.get("displayableName")))
 
 
 def _list(value: Any) -> list[Any]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from collector.configreader import Reader
+from collector.configreader import Reader, seconds
 
 __all__ = ["FileSinkConfig", "StdoutSinkConfig", "SyslogSinkConfig", "SinkConfig", "read_sink"]
 
@@ -123,14 +123,10 @@ def _syslog(r: Reader, raw: dict[str, Any], p: str) -> SyslogSinkConfig:
         oversize=r.choice(m, "oversize", p, ("truncate", "drop"), "truncate"),
         tls_verify=r.boolean(m, "tls_verify", p, True), ca_file=ca_file, cert_file=cert_file, key_file=key_file,
         server_name=r.string(m, "server_name", p, None),
-        connect_timeout=_seconds(r.duration(m, "connect_timeout", p, "10s", "100ms", "5m")),
-        send_timeout=_seconds(r.duration(m, "send_timeout", p, "30s", "100ms", "5m")),
+        connect_timeout=seconds(r.duration(m, "connect_timeout", p, "10s", "100ms", "5m")),
+        send_timeout=seconds(r.duration(m, "send_timeout", p, "30s", "100ms", "5m")),
     )
 
 
 def _printable(text: str) -> bool:
     return all(33 <= ord(c) <= 126 for c in text)
-
-
-def _seconds(value: Any) -> float:
-    return 0.0 if value is None else value.total_seconds()
