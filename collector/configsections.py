@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 from collector.configreader import Reader, seconds
 from collector.configtypes import (
-    CollectionConfig, HmacAuth, LoggingConfig, MetricsConfig, MimecastConfig, OAuth2Auth, OutputConfig, WatchConfig,
+    CollectionConfig, HmacAuth, LoggingConfig, MetricsConfig, MimecastConfig, OAuth2Auth, OutputConfig, QuotaReserve,
+    WatchConfig,
 )
 from collector.sinkconfig import read_sink
 
@@ -30,7 +31,8 @@ def read_mimecast(r: Reader, raw: Any) -> MimecastConfig | None:
     """The ``mimecast`` section."""
     p = "mimecast"
     m = r.mapping(raw, p, {"base_url", "search_path", "token_url", "auth", "search_reason", "timeout", "retries",
-                           "backoff_initial", "backoff_max", "max_rate_limit_wait", "tls_verify", "proxy"},
+                           "backoff_initial", "backoff_max", "max_rate_limit_wait", "tls_verify", "proxy",
+                           "quota_reserve"},
                   required=("base_url", "auth"))
     base_url = _url(r, m, "base_url", p)
     auth = _auth(r, m.get("auth"), f"{p}.auth")
@@ -58,8 +60,17 @@ def read_mimecast(r: Reader, raw: Any) -> MimecastConfig | None:
         search_reason=r.string(m, "search_reason", p, "SIEM export by mimecast-collector"),
         timeout=seconds(timeout), retries=r.integer(m, "retries", p, 5, 0, 20),
         backoff_initial=seconds(backoff_initial), backoff_max=seconds(backoff_max), max_rate_limit_wait=seconds(max_wait),
-        tls_verify=tls_verify, proxy=proxy,
+        tls_verify=tls_verify, proxy=proxy, quota_reserve=_reserve(r, m.get("quota_reserve", "10%"), f"{p}.quota_reserve"),
     )
+
+
+def _reserve(r: Reader, value: Any, path: str) -> QuotaReserve:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return QuotaReserve(count=value)
+    if isinstance(value, str) and re.fullmatch(r"\d{1,2}(\.\d+)?%", value.strip()) and float(value.strip()[:-1]) <= 90:
+        return QuotaReserve(share=float(value.strip()[:-1]) / 100)
+    r.fail(path, f"{value!r} is not a number of requests (20) or a share of the limit from 0% to 90% ('10%')")
+    return QuotaReserve(share=0.1)
 
 
 def _url(r: Reader, m: dict[str, Any], key: str, path: str, default: Any = ...) -> str | None:

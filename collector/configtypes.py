@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,6 +38,20 @@ class HmacAuth:
 
 
 @dataclass(frozen=True)
+class QuotaReserve:
+    """Requests of Mimecast's quota left for other integrations: a count or a share of the limit."""
+
+    count: int | None = None
+    share: float | None = None
+
+    def of(self, limit: int) -> int:
+        """How many requests to keep in reserve when the quota is ``limit``."""
+        if self.share is not None:
+            return math.ceil(limit * self.share)
+        return max(0, min(self.count or 0, limit - 1))
+
+
+@dataclass(frozen=True)
 class MimecastConfig:
     """Where and how to reach Mimecast."""
 
@@ -51,6 +67,7 @@ class MimecastConfig:
     max_rate_limit_wait: float
     tls_verify: Union[bool, str]
     proxy: str | None
+    quota_reserve: QuotaReserve = QuotaReserve(share=0.1)
 
 
 @dataclass(frozen=True)

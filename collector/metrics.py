@@ -44,6 +44,8 @@ class Metrics:
                                       ("endpoint",), buckets=_API_BUCKETS, registry=registry)
         self.api_retries = counter("api_retries", "Mimecast requests retried, by reason.", ("reason",))
         self.rate_limited = counter("rate_limited", "HTTP 429 answers from Mimecast.")
+        self.rate_limit_remaining = gauge("rate_limit_remaining", "X-RateLimit-Remaining of Mimecast's latest answer.")
+        self.rate_limit_limit = gauge("rate_limit_limit", "X-RateLimit-Limit of Mimecast's latest answer.")
         self.rate_limit_wait = counter("rate_limit_wait_seconds", "Seconds spent waiting out rate limits.")
         self.splits = counter("searches_split", "Searches at the result cap that were split in two.", ("watch",))
         self.truncated = counter("searches_truncated", "One-minute searches still at the result cap.", ("watch",))

@@ -54,7 +54,7 @@ def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 def test_429_storm_is_waited_out_at_a_bounded_rate(steady: Simulator, tmp_path: Path, now: datetime) -> None:
     """Fifteen 429s: each waits its X-RateLimit-Reset, the request rate stays under one per reset, nothing is lost."""
     c = collector(steady, tmp_path, collection={"window": "30m"})
-    steady.inject(Fault("rate_limit", reset_ms=200), times=15)
+    steady.inject(Fault("rate_limit", reset_ms=300), times=15)
     with structlog.testing.capture_logs() as logs:
         (result,) = c.run_once()
     c.close()
@@ -62,10 +62,10 @@ def test_429_storm_is_waited_out_at_a_bounded_rate(steady: Simulator, tmp_path: 
     gaps = [b.at - a.at for a, b in zip(steady.searches(), steady.searches()[1:]) if a.status == 429]
     storm = limited[-1].at - limited[0].at
     assert result.ok and len(limited) == 15
-    assert min(gaps) >= 0.2 and len(limited) / (storm + 0.2) <= 5.0
+    assert min(gaps) >= 0.3 and len(limited) / (storm + 0.3) <= 1 / 0.3
     assert len(events(logs, "mimecast.rate_limited")) == 15
     assert value(c, "mimecast_collector_rate_limited_total") == 15
-    assert value(c, "mimecast_collector_rate_limit_wait_seconds_total") == pytest.approx(3.0)
+    assert value(c, "mimecast_collector_rate_limit_wait_seconds_total") == pytest.approx(4.5)
     assert set(keys_in(tmp_path / "out.ndjson")) == expected(steady, now)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -20,7 +22,7 @@ from collector.errors import (
 )
 from collector.mimecast.auth import Authenticator, HmacSigner, OAuthTokenSource
 from collector.mimecast.envelope import TOKEN_EXPIRED, first_failure, tracked_emails
-from collector.mimecast.ratelimit import RateGate, backoff_delay
+from collector.mimecast.ratelimit import RateGate, backoff_delay, parse_quota, reset_seconds
 from collector.mimecast.wire import post
 from collector.records import TrackedEmail, parse_tracked_email
 
@@ -28,6 +30,9 @@ __all__ = ["MimecastClient", "SearchResult", "format_search_date", "search_body"
 
 # When Mimecast sends a 429 without a usable X-RateLimit-Reset, wait this long before asking again.
 _DEFAULT_RESET_S = 60.0
+# A 429 that says "reset in 0 ms" is still a refusal: never ask again sooner than this, nor more often in a row.
+_MIN_429_WAIT_S = 0.25
+_MAX_429 = 30
 
 
 @dataclass
@@ -74,6 +79,7 @@ class MimecastClient:
         self._rand = rand
         self._log = structlog.get_logger("collector.mimecast")
         self.gate = RateGate(stop=stop)
+        self._server_time: tuple[datetime, float] | None = None
         self._session = session or requests.Session()
         self._session.headers["User-Agent"] = f"mimecast-collector/{__version__}"
         self._proxies = {"http": config.proxy, "https": config.proxy} if config.proxy else None
@@ -108,15 +114,23 @@ class MimecastClient:
         """
         body = search_body(watch, start, end, self._cfg.search_reason)
         result = SearchResult()
-        for raw in tracked_emails(self._post(body)):
+        for raw in self._post(body):
             try:
                 result.records.append(parse_tracked_email(raw))
             except RecordError as exc:
                 result.invalid.append((exc, raw))
         return result
 
-    def _post(self, body: dict[str, Any]) -> Any:
-        attempt, refreshed, rate_waited = 0, False, 0.0
+    def server_now(self) -> datetime | None:
+        """Mimecast's clock now, from the ``Date`` of its latest answer; ``None`` before any answer."""
+        seen = self._server_time
+        if seen is None:
+            return None
+        at, when = seen
+        return at + timedelta(seconds=time.monotonic() - when)
+
+    def _post(self, body: dict[str, Any]) -> list[Any]:
+        attempt, refreshed, rate_waited, limited = 0, False, 0.0, 0
         while True:
             self.gate.wait()
             try:
@@ -127,14 +141,15 @@ class MimecastClient:
                 refreshed = True
                 self._count_retry("token_expired")
             except RateLimitedError as exc:
-                wait = exc.wait_seconds
-                # Every caller honours the reset, even when this one gives up rather than wait it out.
-                self.gate.block(wait)
+                wait, limited = exc.wait_seconds, limited + 1
+                # Every caller honours the reset, but never for longer than the collector may wait at all.
+                self.gate.block(min(wait, self._cfg.max_rate_limit_wait))
                 if self._metrics is not None:
                     self._metrics.rate_limited.inc()
-                if rate_waited + wait > self._cfg.max_rate_limit_wait:
+                if rate_waited + wait > self._cfg.max_rate_limit_wait or limited > _MAX_429:
                     raise RateLimitedError(f"Mimecast rate limit (HTTP 429): reset in {wait:g}s after {rate_waited:g}s "
-                                           "of waiting; giving up until the next poll", wait_seconds=wait) from None
+                                           f"and {limited} refusals; giving up until the next poll",
+                                           wait_seconds=wait) from None
                 rate_waited += wait
                 if self._metrics is not None:
                     self._metrics.rate_limit_wait.inc(wait)
@@ -149,19 +164,48 @@ class MimecastClient:
                                   of=self._cfg.retries, delay_s=round(delay, 3), error=str(exc))
                 self.gate.sleep(delay)
 
-    def _attempt(self, body: dict[str, Any]) -> Any:
+    def _attempt(self, body: dict[str, Any]) -> list[Any]:
         path = self._cfg.search_path
-        headers = {"Content-Type": "application/json", "Accept": "application/json", **self._auth.headers(path)}
-        response = post(self._session, self._cfg.base_url + path, endpoint="search", what="search",
-                        observe=self._observe, timeout=self._cfg.timeout, json=body, headers=headers,
-                        verify=self._cfg.tls_verify, proxies=self._proxies)
+        try:
+            headers = {"Content-Type": "application/json", "Accept": "application/json",
+                       **self._auth.headers(path)}
+            response = post(self._session, self._cfg.base_url + path, endpoint="search", what="search",
+                            observe=self._observe, timeout=self._cfg.timeout, json=body, headers=headers,
+                            verify=self._cfg.tls_verify, proxies=self._proxies)
+            self._read_headers(response)
+        finally:
+            self.gate.done()
         return self._interpret(response)
 
-    def _interpret(self, response: requests.Response) -> Any:
+    def _read_headers(self, response: requests.Response) -> None:
+        date = response.headers.get("Date")
+        if date:
+            try:
+                at = parsedate_to_datetime(date)
+            except (TypeError, ValueError, IndexError):
+                at = None
+            if at is not None and at.tzinfo is not None:
+                self._server_time = (at.astimezone(timezone.utc), time.monotonic())
+        quota = parse_quota(response.headers)
+        if quota.limit is not None and self._metrics is not None:
+            self._metrics.rate_limit_limit.set(quota.limit)
+        if quota.remaining is not None and self._metrics is not None:
+            self._metrics.rate_limit_remaining.set(quota.remaining)
+        if quota.limit is None or quota.remaining is None or response.status_code == 429:
+            return
+        was_pacing = self.gate.pacing
+        pacing = self.gate.observe(quota, self._cfg.quota_reserve.of(quota.limit))
+        if pacing != was_pacing:
+            event = "mimecast.quota_pacing_started" if pacing else "mimecast.quota_pacing_ended"
+            self._log.info(event, remaining=quota.remaining, limit=quota.limit,
+                           reserve=self._cfg.quota_reserve.of(quota.limit),
+                           reset_s=None if quota.reset_s is None else round(quota.reset_s, 3))
+
+    def _interpret(self, response: requests.Response) -> list[Any]:
         status = response.status_code
         try:
             payload = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             payload = None
         code, message, _ = first_failure(payload)
         detail = f"{code}: {message}" if code else message or "no details"
@@ -170,7 +214,7 @@ class MimecastClient:
                 raise MalformedResponseError("search response is not valid JSON", status=200)
             if code == TOKEN_EXPIRED:
                 raise _TokenExpired()
-            return payload
+            return tracked_emails(payload)
         if status == 401:
             if isinstance(self._auth, OAuthTokenSource):
                 raise _TokenExpired()
@@ -186,7 +230,8 @@ class MimecastClient:
                 "for the API user and set its authentication profile's cache TTL to never expire",
                 status=418, code=code)
         if status == 429:
-            wait = _reset_seconds(response.headers.get("X-RateLimit-Reset"))
+            reset = reset_seconds(response.headers.get("X-RateLimit-Reset"))
+            wait = _DEFAULT_RESET_S if reset is None else max(reset, _MIN_429_WAIT_S)
             raise RateLimitedError(f"Mimecast rate limit exceeded (HTTP 429, reset in {wait:g}s)", wait_seconds=wait)
         if status >= 500:
             raise TransientApiError(f"Mimecast answered HTTP {status} ({detail})", kind="server_error", status=status)
@@ -204,11 +249,3 @@ class MimecastClient:
 
 class _TokenExpired(Exception):
     """The bearer token was refused; fetch a new one and try once more."""
-
-
-def _reset_seconds(header: str | None) -> float:
-    try:
-        millis = float(header) if header is not None else -1.0
-    except ValueError:
-        millis = -1.0
-    return millis / 1000.0 if millis >= 0 else _DEFAULT_RESET_S
