@@ -144,12 +144,12 @@ class _Progress:
         self._shown = False
 
     def update(self, watch: str, done: int, total: int) -> None:
-        """Redraw the bar after ``done`` of ``total`` windows (only for catch-ups of four or more)."""
-        if total < 4:
+        """Redraw the bar after ``done`` of ``total`` seconds of the span searched (catch-ups over an hour)."""
+        if total < 3600:
             return
         width = 30
         filled = width * done // total
-        self._stream.write(f"\r{watch}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} windows ")
+        self._stream.write(f"\r{watch}: [{'#' * filled}{'.' * (width - filled)}] {100 * done // total:3d}% ")
         self._stream.flush()
         self._shown = True
 

@@ -15,9 +15,10 @@ __all__ = ["Metrics", "serve_metrics"]
 _NS = "mimecast_collector"
 _API_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _POLL_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900, 3600)
+_ANSWER_BUCKETS = (0, 1, 10, 25, 50, 75, 90, 99, 100, 250, 500, 1000, 5000)
 _OUTCOMES = ("success", "failure", "interrupted", "crash")
 _ERROR_TYPES = ("auth", "binding_expired", "rate_limited", "server_error", "timeout", "connection",
-                "malformed_response", "api_fail", "sink", "state", "api")
+                "malformed_response", "api_fail", "sink", "state", "api", "internal")
 _INVALID_REASONS = ("missing_id", "bad_received", "not_an_object", "format_error")
 _RETRY_REASONS = ("token_expired", "server_error", "timeout", "connection", "malformed_response", "api_fail")
 
@@ -47,8 +48,12 @@ class Metrics:
         self.rate_limit_remaining = gauge("rate_limit_remaining", "X-RateLimit-Remaining of Mimecast's latest answer.")
         self.rate_limit_limit = gauge("rate_limit_limit", "X-RateLimit-Limit of Mimecast's latest answer.")
         self.rate_limit_wait = counter("rate_limit_wait_seconds", "Seconds spent waiting out rate limits.")
-        self.splits = counter("searches_split", "Searches at the result cap that were split in two.", ("watch",))
-        self.truncated = counter("searches_truncated", "One-minute searches still at the result cap.", ("watch",))
+        self.splits = counter("searches_split", "Searches at the result cap, searched again narrower.", ("watch",))
+        self.truncated = counter("searches_truncated", "One-second searches still at the result cap (records may be missing).", ("watch",))
+        self.answer_records = Histogram(f"{_NS}_answer_records", "Tracked emails per search answer.",
+                                        buckets=_ANSWER_BUCKETS, registry=registry)
+        self.clock_skew = gauge("clock_skew_seconds", "This host's clock less Mimecast's (from its Date header).")
+        self.clock_jumps = counter("clock_jumps", "Polls that found the watermark past the present.", ("watch",))
         self.gaps = counter("gap_seconds", "Seconds of history skipped because they were past retention.",
                             ("watch",))
         self.poll_runs = counter("poll_runs", "Poll cycles by outcome (success, failure).", ("watch", "outcome"))
@@ -83,7 +88,8 @@ class Metrics:
                 self.poll_errors.labels(watch, error_type)
             for reason in _INVALID_REASONS:
                 self.invalid.labels(watch, reason)
-            for metric in (self.records_received, self.duplicates, self.splits, self.truncated, self.gaps):
+            for metric in (self.records_received, self.duplicates, self.splits, self.truncated, self.gaps,
+                           self.clock_jumps):
                 metric.labels(watch)
             for output in outputs:
                 self.events.labels(watch, output)

@@ -42,6 +42,8 @@ class Chunk:
     watermark: datetime
     horizon: datetime
     fetched_at: datetime
+    seen_again: Sequence[tuple[str, str]] = ()
+    density: float | None = None
 
 
 def invalid_key(raw: Any) -> tuple[str, str]:

@@ -35,6 +35,8 @@ class WatchState:
 
     watermark: datetime | None = None
     seen: dict[tuple[str, str], int] = field(default_factory=dict)
+    density: float | None = None
+    remembered_from: datetime | None = None
 
     def prune(self, horizon: datetime) -> None:
         """Forget keys older than ``horizon``: no search will read them again."""
@@ -103,6 +105,11 @@ class StateStore:
     def watch(self, name: str) -> WatchState:
         """The state of watch ``name`` (created empty on first use)."""
         return self.watches.setdefault(name, WatchState())
+
+    def known(self, watch: str, keys: Any) -> set[tuple[str, str]]:
+        """Which of ``keys`` watch ``watch`` already shipped or set aside."""
+        seen = self.watch(watch).seen
+        return {k for k in keys if k in seen}
 
     def save(self) -> None:
         """Write the whole checkpoint atomically.

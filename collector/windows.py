@@ -1,4 +1,4 @@
-"""Rolling search windows: what to search next, in chunks, oldest first."""
+"""Rolling search windows: which span to search next, oldest first."""
 
 from __future__ import annotations
 
@@ -7,21 +7,40 @@ from datetime import datetime, timedelta, timezone
 
 from collector.config import CollectionConfig
 
-__all__ = ["MIN_SPLIT", "RETENTION", "Plan", "floor_second", "midpoint", "plan_windows"]
+__all__ = ["RETENTION", "Plan", "floor_second", "plan_windows"]
 
 # Mimecast keeps tracking data for 30 days; stay a minute inside so the oldest search is never refused.
 RETENTION = timedelta(days=30)
 _RETENTION_MARGIN = timedelta(minutes=1)
-MIN_SPLIT = timedelta(minutes=1)
+# A watermark this far past the present is a clock that jumped, not the one-second rounding of a Date header.
+_AHEAD_TOLERANCE = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The chunks to search now, and any history lost to retention."""
+    """The span ``[start, end)`` to search now, and what is wrong with the checkpoint, if anything.
 
-    chunks: tuple[tuple[datetime, datetime], ...]
+    ``gap`` is history lost to retention (from ``gap_start``); ``ahead`` is how far the watermark
+    stood past the present (a clock that was fast): the span it may have searched too early is
+    searched again.
+    """
+
+    start: datetime
+    end: datetime
+    window: timedelta
     gap: timedelta = timedelta(0)
     gap_start: datetime | None = None
+    ahead: timedelta = timedelta(0)
+
+    @property
+    def chunks(self) -> tuple[tuple[datetime, datetime], ...]:
+        """The span cut into windows of at most ``window`` (the widest searches the collector makes)."""
+        chunks, start = [], self.start
+        while start < self.end:
+            stop = min(start + self.window, self.end)
+            chunks.append((start, stop))
+            start = stop
+        return tuple(chunks)
 
 
 def floor_second(value: datetime) -> datetime:
@@ -29,31 +48,29 @@ def floor_second(value: datetime) -> datetime:
     return value.astimezone(timezone.utc).replace(microsecond=0)
 
 
-def plan_windows(watermark: datetime | None, now: datetime, cfg: CollectionConfig) -> Plan:
-    """Split ``[watermark - overlap, now - lag)`` into chunks of at most ``cfg.window``.
+def plan_windows(watermark: datetime | None, now: datetime, cfg: CollectionConfig, *,
+                 remembered_from: datetime | None = None) -> Plan:
+    """The span ``[watermark - overlap, present - lag)`` to search now.
 
-    The first run (no watermark) starts ``initial_lookback`` ago. Nothing older
-    than Mimecast's 30-day retention is searched; when the watermark is older
-    than that, the lost span is reported as ``gap``.
+    The first run (no watermark) starts ``initial_lookback`` ago. The search never starts before
+    ``remembered_from``, the oldest time the checkpoint still remembers shipped keys for (so a larger
+    ``overlap`` cannot re-read what was forgotten and ship it twice). Nothing older than Mimecast's
+    30-day retention is searched; a watermark older than that is reported as ``gap``.
     """
     end = floor_second(now - cfg.lag)
     oldest = floor_second(now - RETENTION + _RETENTION_MARGIN)
+    ahead = timedelta(0)
     if watermark is None:
         start = floor_second(now - cfg.initial_lookback)
+    elif watermark > end + _AHEAD_TOLERANCE:
+        # The watermark passed the present: searches up to it may have run before their mail arrived.
+        ahead = watermark - end
+        start = floor_second(end - ahead - cfg.overlap)
     else:
         start = floor_second(watermark - cfg.overlap)
+        if remembered_from is not None:
+            start = max(start, floor_second(remembered_from))
     gap, gap_start = timedelta(0), None
     if watermark is not None and watermark < oldest:
         gap, gap_start = oldest - watermark, watermark
-    start = max(start, oldest)
-    chunks = []
-    while start < end:
-        stop = min(start + cfg.window, end)
-        chunks.append((start, stop))
-        start = stop
-    return Plan(tuple(chunks), gap, gap_start)
-
-
-def midpoint(start: datetime, end: datetime) -> datetime:
-    """The whole second halfway between ``start`` and ``end``."""
-    return floor_second(start + (end - start) / 2)
+    return Plan(max(start, oldest), end, cfg.window, gap, gap_start, ahead)

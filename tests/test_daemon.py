@@ -266,7 +266,7 @@ def test_once_on_a_terminal_shows_a_progress_bar(steady: Simulator, tmp_path: Pa
     os.close(master)
     assert proc.wait(timeout=60) == 0
     text = screen.decode(errors="replace")
-    assert "\rinbound: [" in text and "] 16/16 windows" in text
+    assert "\rinbound: [" in text and "] 100% " in text
     assert "inbound: " in text and "events shipped" in text
 
 

@@ -180,7 +180,7 @@ def test_syslog_receiver_down_for_30_seconds(tmp_path: Path, now: datetime) -> N
                                                  logging={"level": "info"}))
         daemon = Daemon(tmp_path, "run", "-c", str(cfg))
         try:
-            wait_for(lambda: '"poll.chunk"' in daemon.log.read_text(), what="the first poll")
+            wait_for(lambda: '"poll.done"' in daemon.log.read_text(), what="the first poll")
             receiver.stop()
             down_at = time.monotonic()
             time.sleep(30)
@@ -208,7 +208,7 @@ def _polls_after(log: Path, since_monotonic: float) -> int:
     since = datetime.now().timestamp() - (time.monotonic() - since_monotonic)
     count = 0
     for line in log.read_text().splitlines():
-        if '"poll.chunk"' not in line:
+        if '"poll.done"' not in line or '"success"' not in line:
             continue
         stamp = datetime.fromisoformat(json.loads(line)["timestamp"].replace("Z", "+00:00")).timestamp()
         count += stamp > since

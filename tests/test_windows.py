@@ -8,7 +8,7 @@ from pathlib import Path
 from freezegun import freeze_time
 
 from collector.config import CollectionConfig
-from collector.windows import RETENTION, midpoint, plan_windows
+from collector.windows import RETENTION, plan_windows
 
 T = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -77,6 +77,19 @@ def test_initial_lookback_is_never_beyond_retention() -> None:
     assert plan.chunks[0][0] > T - RETENTION
 
 
-def test_midpoint_is_a_whole_second() -> None:
-    """Bisection points fall on whole seconds."""
-    assert midpoint(T, T + timedelta(seconds=61)) == T + timedelta(seconds=30)
+@freeze_time(T)
+def test_a_larger_overlap_never_reaches_before_what_the_checkpoint_remembers() -> None:
+    """Raising overlap from 10m to 1h re-reads only as far back as keys are still remembered."""
+    plan = plan_windows(T - timedelta(minutes=7), utc_now(), cfg(overlap=timedelta(hours=1)),
+                        remembered_from=T - timedelta(minutes=17))
+    assert plan.start == T - timedelta(minutes=17)
+    assert plan_windows(T - timedelta(minutes=7), utc_now(), cfg(overlap=timedelta(hours=1))).start == \
+        T - timedelta(minutes=67)
+
+
+@freeze_time(T)
+def test_a_watermark_past_the_present_is_searched_again() -> None:
+    """A watermark 28 minutes ahead (a clock stepped back) rewinds past the present by as much, plus overlap."""
+    plan = plan_windows(T + timedelta(minutes=26), utc_now(), cfg())
+    assert plan.ahead == timedelta(minutes=28)
+    assert plan.start == T - timedelta(minutes=2 + 28 + 10) and plan.end == T - timedelta(minutes=2)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -41,6 +40,7 @@ class SearchResult:
 
     records: list[TrackedEmail] = field(default_factory=list)
     invalid: list[tuple[RecordError, Any]] = field(default_factory=list)
+    server_time: datetime | None = None
 
     @property
     def count(self) -> int:
@@ -79,7 +79,6 @@ class MimecastClient:
         self._rand = rand
         self._log = structlog.get_logger("collector.mimecast")
         self.gate = RateGate(stop=stop)
-        self._server_time: tuple[datetime, float] | None = None
         self._session = session or requests.Session()
         self._session.headers["User-Agent"] = f"mimecast-collector/{__version__}"
         self._proxies = {"http": config.proxy, "https": config.proxy} if config.proxy else None
@@ -113,23 +112,16 @@ class MimecastClient:
             CancelledError: shutdown was requested while waiting.
         """
         body = search_body(watch, start, end, self._cfg.search_reason)
-        result = SearchResult()
-        for raw in self._post(body):
+        emails, server_time = self._post(body)
+        result = SearchResult(server_time=server_time)
+        for raw in emails:
             try:
                 result.records.append(parse_tracked_email(raw))
             except RecordError as exc:
                 result.invalid.append((exc, raw))
         return result
 
-    def server_now(self) -> datetime | None:
-        """Mimecast's clock now, from the ``Date`` of its latest answer; ``None`` before any answer."""
-        seen = self._server_time
-        if seen is None:
-            return None
-        at, when = seen
-        return at + timedelta(seconds=time.monotonic() - when)
-
-    def _post(self, body: dict[str, Any]) -> list[Any]:
+    def _post(self, body: dict[str, Any]) -> tuple[list[Any], datetime | None]:
         attempt, refreshed, rate_waited, limited = 0, False, 0.0, 0
         while True:
             self.gate.wait()
@@ -164,7 +156,7 @@ class MimecastClient:
                                   of=self._cfg.retries, delay_s=round(delay, 3), error=str(exc))
                 self.gate.sleep(delay)
 
-    def _attempt(self, body: dict[str, Any]) -> list[Any]:
+    def _attempt(self, body: dict[str, Any]) -> tuple[list[Any], datetime | None]:
         path = self._cfg.search_path
         try:
             headers = {"Content-Type": "application/json", "Accept": "application/json",
@@ -172,20 +164,12 @@ class MimecastClient:
             response = post(self._session, self._cfg.base_url + path, endpoint="search", what="search",
                             observe=self._observe, timeout=self._cfg.timeout, json=body, headers=headers,
                             verify=self._cfg.tls_verify, proxies=self._proxies)
-            self._read_headers(response)
+            self._read_quota(response)
         finally:
             self.gate.done()
-        return self._interpret(response)
+        return self._interpret(response), _server_date(response.headers.get("Date"))
 
-    def _read_headers(self, response: requests.Response) -> None:
-        date = response.headers.get("Date")
-        if date:
-            try:
-                at = parsedate_to_datetime(date)
-            except (TypeError, ValueError, IndexError):
-                at = None
-            if at is not None and at.tzinfo is not None:
-                self._server_time = (at.astimezone(timezone.utc), time.monotonic())
+    def _read_quota(self, response: requests.Response) -> None:
         quota = parse_quota(response.headers)
         if quota.limit is not None and self._metrics is not None:
             self._metrics.rate_limit_limit.set(quota.limit)
@@ -249,3 +233,14 @@ class MimecastClient:
 
 class _TokenExpired(Exception):
     """The bearer token was refused; fetch a new one and try once more."""
+
+
+def _server_date(value: str | None) -> datetime | None:
+    """Mimecast's clock from an HTTP ``Date`` header; ``None`` when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        at = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return at.astimezone(timezone.utc) if at.tzinfo is not None else None

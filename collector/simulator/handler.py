@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import time
+from datetime import timezone
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
@@ -82,6 +84,18 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             """Stay quiet: tests read ``sim.requests`` instead."""
 
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            """The ``Date`` header from the simulator's clock, so that simulated time is Mimecast's time."""
+            if timestamp is not None:
+                return super().date_time_string(timestamp)
+            return email.utils.format_datetime(sim.clock().astimezone(timezone.utc), usegmt=True)
+
+        def send_header(self, keyword: str, value: str) -> None:
+            """Drop ``Date`` when the simulator plays a server (or proxy) that sends none."""
+            if keyword.lower() == "date" and not sim.send_date:
+                return
+            super().send_header(keyword, value)
+
         def do_POST(self) -> None:  # noqa: N802 - stdlib name
             """Route a POST to the token endpoint or a search path."""
             length = int(self.headers.get("Content-Length") or 0)
@@ -89,6 +103,12 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             record = Recorded(path=self.path, headers=headers, body=None)
             sim.requests.append(record)
+            self._quota: dict[str, str] = {}
+            if sim.quota is not None:
+                allowed, self._quota = sim.quota.take()
+                if not allowed:
+                    self._send(record, 429, {"detail": "Over throttling limit"})
+                    return
             if self.path == "/oauth/token":
                 record.body = parse_form(raw)
                 self._token(record)
@@ -165,7 +185,7 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
+            for name, value in {**getattr(self, "_quota", {}), **(headers or {})}.items():
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)

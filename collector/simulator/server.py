@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
+import random
 import re
 import secrets
 import ssl
@@ -20,8 +22,11 @@ from typing import Any
 
 from collector.simulator.flow import Filter, MailFlow
 from collector.simulator.handler import SEARCH_PATHS, Fault, Recorded, make_handler
+from collector.simulator.quota import Bucket
 
-__all__ = ["Credentials", "Fault", "Recorded", "Simulator", "SEARCH_PATHS"]
+__all__ = ["Bucket", "Credentials", "Fault", "ORDERS", "Recorded", "Simulator", "SEARCH_PATHS"]
+
+ORDERS = ("oldest", "newest", "shuffled")
 
 _DATE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
                    r"\d{4} \d{2}:\d{2}:\d{2} UTC$")
@@ -60,17 +65,28 @@ class Simulator:
         token_ttl: seconds an issued token lives.
         latency: seconds every search takes before it is answered.
         tls: ``(certificate file, key file)`` to serve HTTPS instead of HTTP.
+        order: the order of records in an answer, and so which ones a capped answer keeps:
+            ``oldest`` first, ``newest`` first or ``shuffled`` (Mimecast documents none of them).
+        quota: a :class:`Bucket` that every request spends, with the rate-limit headers on every answer.
+        send_date: send the HTTP ``Date`` header, from ``clock``, as a real server does.
     """
 
     def __init__(self, flow: MailFlow, *, cap: int = 100, credentials: Credentials | None = None,
                  clock: Callable[[], datetime] | None = None, token_ttl: float = 1799, port: int = 0,
-                 latency: float = 0.0, tls: tuple[str, str] | None = None) -> None:
+                 latency: float = 0.0, tls: tuple[str, str] | None = None, order: str = "oldest",
+                 quota: Bucket | None = None, send_date: bool = True) -> None:
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}")
         self.flow = flow
         self.cap = cap
         self.credentials = credentials or Credentials()
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.token_ttl = token_ttl
         self.latency = latency
+        self.order = order
+        self.quota = quota
+        self.send_date = send_date
+        self._shuffle = random.Random(7)
         self.requests: deque[Recorded] = deque(maxlen=200_000)
         self._faults: list[tuple[Fault, int]] = []
         self._tokens: dict[str, float] = {}
@@ -192,11 +208,17 @@ class Simulator:
                      sender_ip=options.get("senderIP"), message_id=item.get("messageId"))
         if not any((flt.from_, flt.to, flt.subject, flt.sender_ip, flt.message_id)):
             return 200, _fail("err_validation_blank", "Advanced Track And Trace Options or message ID must be given")
-        found = []
-        for m, status, info in self.flow.visible(flt, start, end, self.clock()):
-            found.append(m.to_json(status, info))
-            if len(found) >= self.cap:
-                break
+        visible = self.flow.visible(flt, start, end, self.clock())
+        if self.order == "oldest":
+            kept = list(itertools.islice(visible, self.cap))
+        else:
+            every = list(visible)
+            if self.order == "newest":
+                kept = every[::-1][:self.cap]
+            else:
+                with self._lock:
+                    kept = self._shuffle.sample(every, min(self.cap, len(every)))
+        found = [m.to_json(status, info) for m, status, info in kept]
         return 200, {"meta": {"status": 200}, "data": [{"trackedEmails": found}], "fail": []}
 
 
