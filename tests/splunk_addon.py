@@ -78,7 +78,8 @@ def _parse_time(text: str, fmt: str) -> datetime:
     millis = timedelta(milliseconds=parts.get("ms", 0))
     if "epoch" in parts:
         return datetime.fromtimestamp(parts["epoch"], timezone.utc) + millis
-    return datetime(parts["Y"], parts["m"], parts["d"], parts["H"], parts["M"], parts["S"], tzinfo=timezone.utc) + millis
+    date = (parts["Y"], parts["m"], parts["d"], parts["H"], parts["M"], parts["S"])
+    return datetime(*date, tzinfo=timezone.utc) + millis
 
 
 class Addon:
@@ -175,8 +176,8 @@ class Addon:
         eventtypes = [name for name, stanza in self.eventtypes.items()
                       if _matches(stanza["search"], fields, eventtypes)]
         fields["eventtype"] = eventtypes
-        fields["tag"] = sorted({tag for name in eventtypes for tag, state in self.tags.get(f"eventtype={name}", {}).items()
-                                if state == "enabled"})
+        tags = [self.tags.get(f"eventtype={name}", {}) for name in eventtypes]
+        fields["tag"] = sorted({tag for stanza in tags for tag, state in stanza.items() if state == "enabled"})
         return fields
 
     def event_time(self, sourcetype: str, raw: str) -> datetime:

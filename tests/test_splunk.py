@@ -151,7 +151,7 @@ def test_every_cim_field_has_a_source_and_both_source_types_agree() -> None:
         recipients = [a.address for a in r.recipients if a.address]
         assert ecs.get("internal_message_id") == r.id
         assert ecs.get("src_user") == (r.sender_env.address or None)
-        assert ecs.get("src") == (str(r.ip) if r.ip else None)
+        assert ecs.get("src") == (str(r.ip) if r.ip is not None else None)
         assert ecs.get("direction") == (r.route or None)
         assert ecs.get("recipient_count") == (str(len(recipients)) if recipients else None)
         assert ecs.get("recipient") == (recipients[0] if len(recipients) == 1 else recipients or None)
