@@ -21,7 +21,8 @@ from collector.state import StateStore
 
 __all__ = ["Check", "run_doctor"]
 
-_PROBE_SPAN = timedelta(minutes=5)
+# One wide search per watch: wide enough to meet Mimecast's per-answer cap on any busy account.
+_PROBE_SPAN = timedelta(days=1)
 
 
 @dataclass
@@ -43,7 +44,7 @@ def run_doctor(config: Config, out: TextIO, now: Callable[[], datetime] = lambda
     try:
         checks.append(_credentials(config, client))
         if checks[-1].status != "fail":
-            checks += [_search(client, w, now()) for w in config.watches]
+            checks += [_search(client, w, now(), config.collection.result_cap) for w in config.watches]
     finally:
         client.close()
     for check in checks:
@@ -124,15 +125,25 @@ def _credentials(config: Config, client: MimecastClient) -> Check:
     return Check("credentials", "ok", f"API 2.0 token issued by {config.mimecast.token_url}")
 
 
-def _search(client: MimecastClient, watch: WatchConfig, now: datetime) -> Check:
+def _search(client: MimecastClient, watch: WatchConfig, now: datetime, cap: int) -> Check:
     name = f"watch {watch.name}"
     end = now.replace(microsecond=0)
     try:
         found = client.search(watch, end - _PROBE_SPAN, end)
     except CollectorError as exc:
         return _api_failure(name, exc)
-    return Check(name, "ok", f"search over the last {int(_PROBE_SPAN.total_seconds() // 60)} minutes returned "
-                             f"{found.count} tracked emails")
+    seen = f"a search over the last 24 hours returned {found.count} tracked emails"
+    if found.count > cap:
+        return Check(name, "ok", f"{seen}: Mimecast answers with at least {found.count} records, so result_cap {cap} "
+                                 f"is safe; raising it to {found.count} would save requests")
+    if found.count == cap:
+        return Check(name, "ok", f"{seen}, exactly result_cap: Mimecast's cap is at least {cap}, so no answer is "
+                                 "cut short unseen")
+    if found.count >= cap // 2:
+        return Check(name, "warn", f"{seen}, below result_cap {cap}; either that is all the matching mail of a day, "
+                                   f"or Mimecast cuts answers at {found.count} and records beyond it are lost",
+                     f"if Mimecast's answers stop at {found.count}, set collection.result_cap to {found.count}")
+    return Check(name, "ok", f"{seen} (a complete answer; too few to show Mimecast's per-answer cap)")
 
 
 def _api_failure(name: str, exc: CollectorError) -> Check:

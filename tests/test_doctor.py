@@ -22,7 +22,7 @@ def test_healthy_setup_passes_every_check(sim: Simulator, tmp_path: Path, auth: 
     """Against a healthy simulator every check is OK and doctor exits 0."""
     code, out = doctor(sim, tmp_path, auth=auth)
     assert code == 0, out
-    assert "[FAIL]" not in out and "watch inbound: search over the last 5 minutes returned" in out
+    assert "[FAIL]" not in out and "watch inbound: a search over the last 24 hours returned" in out
     assert "5 checks, 0 failed" in out
 
 
@@ -81,3 +81,18 @@ def test_state_and_outputs_problems(sim: Simulator, tmp_path: Path) -> None:
     assert "[FAIL] state:" in out and "state reset" in out
     assert "[FAIL] output f: cannot append" in out
     assert "[FAIL] output s: cannot connect to tcp://127.0.0.1:9" in out
+
+
+@pytest.mark.parametrize(("sim_cap", "result_cap", "verdict", "says"), [
+    (50, 100, "[WARN]", "set collection.result_cap to 50"),
+    (1000, 100, "[OK  ]", "raising it to"),
+    (100, 100, "[OK  ]", "exactly result_cap"),
+])
+def test_one_wide_search_shows_what_mimecasts_cap_implies(sim: Simulator, tmp_path: Path, sim_cap: int,
+                                                          result_cap: int, verdict: str, says: str) -> None:
+    """The wide probe reports the largest answer and what it means for result_cap (a hidden lower cap warns)."""
+    sim.cap = sim_cap
+    code, out = doctor(sim, tmp_path, collection={"result_cap": result_cap})
+    line = next(x for x in out.splitlines() if "watch inbound" in x)
+    assert line.startswith(verdict), out
+    assert says in out and code == 0

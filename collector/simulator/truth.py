@@ -1,0 +1,33 @@
+"""What a perfect client could do against a flow: the yardstick for searches made."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from collector.simulator.flow import Filter
+
+__all__ = ["ideal_searches"]
+
+
+def ideal_searches(flow: Any, flt: Filter, start: datetime, end: datetime, at: datetime, *, cap: int,
+                   window: timedelta) -> int:
+    """The fewest whole-second windows, each holding fewer than ``cap`` matching records and none wider
+    than ``window``, that cover ``[start, end)`` (never fewer than the span over ``window``).
+
+    A second that alone holds ``cap`` or more records counts as one window (no search can do better).
+    Greedy from the oldest second is optimal: a window can always be extended while it stays under both
+    limits, and extending never makes the rest harder to cover.
+    """
+    per_second = Counter(int((m.received - start).total_seconds()) for m, _s, _i in flow.visible(flt, start, end, at))
+    span, widest = int((end - start).total_seconds()), int(window.total_seconds())
+    windows, cursor = 0, 0
+    while cursor < span:
+        held, width = per_second[cursor], 1
+        while cursor + width < span and width < widest and held + per_second[cursor + width] < cap:
+            held += per_second[cursor + width]
+            width += 1
+        windows += 1
+        cursor += width
+    return windows
