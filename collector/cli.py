@@ -10,7 +10,7 @@ from pathlib import Path
 
 from collector import __version__
 from collector.config import Config, load_config
-from collector.configreader import default_config_path, format_duration
+from collector.config import default_config_path, format_duration
 from collector.errors import ConfigError, StateCorruptError, StateError
 
 __all__ = ["EX_CONFIG", "EX_DATAERR", "build_parser", "main"]
