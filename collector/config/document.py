@@ -170,14 +170,22 @@ class Config(Section):
 
     null_is_default = ("collection", "logging")
 
-    mimecast: MimecastConfig = Field(description="Where and how to reach Mimecast.")
+    mimecast: MimecastConfig = Field(description="Where and how to reach Mimecast.", examples=[
+        {"base_url": "https://api.services.mimecast.com",
+         "auth": {"type": "oauth2", "client_id": "${MIMECAST_CLIENT_ID}", "client_secret_file": "client_secret"}}])
     collection: CollectionConfig = Field(default_factory=CollectionConfig,
-                                         description="Rolling-window settings shared by every watch.")
-    watches: _named(WatchConfig) = Field(description="At least one search, each polled on its own.")
-    outputs: _named(OutputConfig) = Field(description="At least one; every event goes to every output.")
+                                         description="Rolling-window settings shared by every watch.",
+                                         examples=[{"interval": "5m", "overlap": "10m"}])
+    watches: _named(WatchConfig) = Field(description="At least one search, each polled on its own.",
+                                         examples=[[{"name": "inbound-example-com", "to": "example.com"}]])
+    outputs: _named(OutputConfig) = Field(description="At least one; every event goes to every output.",
+                                          examples=[[{"name": "archive", "format": "ecs", "sink": {
+                                              "type": "file", "path": "/var/log/mimecast-collector/tracking.ndjson"}}]])
     metrics: Annotated[MetricsConfig, BeforeValidator(_no_metrics)] = Field(
-        MetricsConfig(("127.0.0.1", 9464)), description="The Prometheus endpoint (null or {} disables it).")
-    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log level and format.")
+        MetricsConfig(("127.0.0.1", 9464)), description="The Prometheus endpoint (null or {} disables it).",
+        examples=[{"listen": "127.0.0.1:9464"}])
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log level and format.",
+                                   examples=[{"level": "info", "format": "json"}])
     source: Optional[Path] = Field(None, init=False, exclude=True, repr=False)
 
     def secrets(self) -> tuple[str, ...]:

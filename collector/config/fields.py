@@ -185,8 +185,9 @@ def _url_text(value: Any, *, plain_http: bool) -> str:
     return text
 
 
-Url = _typed(str, lambda v: _url_text(v, plain_http=False),
-             templated({"type": "string", "pattern": r"^https?://[^/\s]"}))
+# Python's URL parser forgives case, spaces and tabs, so the schema only asks for a string.
+_URL_SCHEMA = {"type": "string", "minLength": 1}
+Url = _typed(str, lambda v: _url_text(v, plain_http=False), _URL_SCHEMA)
 
 
 def _proxy(value: Any) -> RedactedUrl:
@@ -195,7 +196,7 @@ def _proxy(value: Any) -> RedactedUrl:
     return RedactedUrl(_url_text(value, plain_http=True))
 
 
-Proxy = _typed(RedactedUrl, _proxy, templated({"type": "string", "pattern": r"^https?://[^/\s]"}))
+Proxy = _typed(RedactedUrl, _proxy, _URL_SCHEMA)
 
 
 def resolve(value: str, base: Path | None) -> Path:
@@ -304,4 +305,4 @@ def _reserve(value: Any) -> QuotaReserve:
 
 Reserve = _typed(QuotaReserve, _reserve, {"anyOf": [
     {"type": "integer", "minimum": 0, "maximum": 1_000_000},
-    {"type": "string", "pattern": r"^\s*(90(\.0+)?|[1-8]?\d(\.\d+)?)\s*%\s*$"}, _TEMPLATE]})
+    {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"}, _TEMPLATE]})

@@ -68,14 +68,14 @@ def default_config_path(env: Mapping[str, str] = os.environ) -> Path:
 
 def describe(error: ValidationError, root: type) -> list[str]:
     """Every problem of ``error`` as ``dotted.path: reason``, in the wording of :mod:`collector.config.fields`."""
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     for item in error.errors(include_url=False, include_input=True):
         path, model = _walk(root, item["loc"])
         kind_of, ctx = item["type"], item.get("ctx") or {}
         if kind_of == "config":
             for at, reason in [(ctx["at"], ctx["reason"]), *ctx["more"]]:
                 where = path + at if at.startswith("[") or not at else _join(path, at)
-                problems.append(f"{where or '(top level)'}: {reason}")
+                problems.append((where or "(top level)", reason))
             continue
         if kind_of == "missing":
             reason = "is required"
@@ -85,8 +85,26 @@ def describe(error: ValidationError, root: type) -> list[str]:
             reason = f"expected a mapping, got {kind(item.get('input'))}"
         else:
             reason = item["msg"]
-        problems.append(f"{path or '(top level)'}: {reason}")
-    return problems
+        problems.append((path or "(top level)", reason))
+    return _unknown_keys_first(problems)
+
+
+def _unknown_keys_first(problems: list[tuple[str, str]]) -> list[str]:
+    """Each mapping's unknown keys before the other problems inside it, as the file is read top-down."""
+    ordered: list[tuple[str, str]] = []
+    for path, reason in problems:
+        at = len(ordered)
+        if reason.startswith("unknown key"):
+            parent = path.rpartition(".")[0] if "." in path else ""
+            at = next((i for i, (p, r) in enumerate(ordered) if _inside(p, parent) and not
+                       (r.startswith("unknown key") and _inside(p, parent) and p.count(".") == path.count("."))),
+                      len(ordered))
+        ordered.insert(at, (path, reason))
+    return [f"{path}: {reason}" for path, reason in ordered]
+
+
+def _inside(path: str, parent: str) -> bool:
+    return not parent or path == parent or path.startswith((f"{parent}.", f"{parent}["))
 
 
 def _walk(root: Any, loc: tuple[Any, ...]) -> tuple[str, Any]:
