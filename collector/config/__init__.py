@@ -22,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from collector.config.document import (
     FORMATS, ROUTES, STATUSES, Config, LoggingConfig, MetricsConfig, OutputConfig, WatchConfig,
 )
+from collector.config.fields import kind
 from collector.config.loading import credentials_dir_from_env, default_config_path, describe, substitute_env
 from collector.config.sections import CollectionConfig, HmacAuth, MimecastConfig, OAuth2Auth
 from collector.config.sinks import FACILITIES, FileSinkConfig, SinkConfig, StdoutSinkConfig, SyslogSinkConfig
@@ -65,7 +66,7 @@ def parse_config(data: Any, *, env: Mapping[str, str], base_dir: Path, source: P
     context = {"base_dir": base_dir, "credentials_dir": credentials_dir_from_env(env, base_dir)}
     config = None
     if not isinstance(data, dict):
-        problems.append(f"(top level): expected a mapping, got {_kind(data)}")
+        problems.append(f"(top level): expected a mapping, got {kind(data)}")
     else:
         try:
             config = TypeAdapter(Config).validate_python(data, context=context)
@@ -75,9 +76,3 @@ def parse_config(data: Any, *, env: Mapping[str, str], base_dir: Path, source: P
         raise ConfigError(problems)
     object.__setattr__(config, "source", source)
     return config
-
-
-def _kind(value: Any) -> str:
-    from collector.config.fields import kind
-
-    return kind(value)

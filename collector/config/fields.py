@@ -19,17 +19,16 @@ from urllib.parse import urlsplit
 from pydantic import PlainValidator, ValidationInfo, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from collector.config.values import QuotaReserve, RedactedUrl, Secret, parse_duration, redact_url
+from collector.config.values import RedactedUrl, Secret, parse_duration, redact_url
 
 __all__ = ["Boolean", "Choice", "ChoiceList", "Duration", "FilePath", "Integer", "IpAddress", "Listen", "Name",
-           "Printable", "Proxy", "Reserve", "SecretFile", "SecretText", "Seconds", "Text", "TlsVerify", "Url",
-           "kind", "problem"]
+           "Printable", "Proxy", "SecretFile", "SecretText", "Seconds", "Text", "TlsVerify", "Url",
+           "TEMPLATE", "kind", "problem", "typed"]
 
-_TEMPLATE = {"type": "string", "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"}
+TEMPLATE = {"type": "string", "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _DURATION_SCHEMA = {"type": "string", "pattern": r"^\s*(\d+(ms|s|m|h|d))+\s*$"}
-_RESERVE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*%\s*$")
 
 
 def problem(reason: str, at: str = "", more: list[tuple[str, str]] | None = None) -> PydanticCustomError:
@@ -47,10 +46,11 @@ def kind(value: Any) -> str:
 
 def templated(schema: dict[str, Any]) -> dict[str, Any]:
     """``schema``, or a string with a ``${VAR}`` reference (its value is only known at load time)."""
-    return {"anyOf": [schema, _TEMPLATE]}
+    return {"anyOf": [schema, TEMPLATE]}
 
 
-def _typed(python: Any, check: Callable[..., Any], schema: dict[str, Any]) -> Any:
+def typed(python: Any, check: Callable[..., Any], schema: dict[str, Any]) -> Any:
+    """``python`` validated by ``check`` and described to editors by ``schema``."""
     return Annotated[python, PlainValidator(check), WithJsonSchema(schema)]
 
 
@@ -76,7 +76,7 @@ def _integer(lo: int, hi: int) -> Callable[[Any], int]:
 
 def Integer(lo: int, hi: int) -> Any:  # noqa: N802 - a type factory
     """A whole number within ``[lo, hi]``."""
-    return _typed(int, _integer(lo, hi), {"type": "integer", "minimum": lo, "maximum": hi})
+    return typed(int, _integer(lo, hi), {"type": "integer", "minimum": lo, "maximum": hi})
 
 
 def _boolean(value: Any) -> bool:
@@ -85,8 +85,8 @@ def _boolean(value: Any) -> bool:
     return value
 
 
-Boolean = _typed(bool, _boolean, {"type": "boolean"})
-Text = _typed(str, _text, templated({"type": "string", "minLength": 1, "pattern": r"\S"}))
+Boolean = typed(bool, _boolean, {"type": "boolean"})
+Text = typed(str, _text, templated({"type": "string", "minLength": 1, "pattern": r"\S"}))
 
 
 def _duration(lo: str, hi: str, typed: type) -> Callable[[Any, ValidationInfo], Any]:
@@ -109,12 +109,12 @@ def _duration(lo: str, hi: str, typed: type) -> Callable[[Any, ValidationInfo], 
 
 def Duration(lo: str, hi: str) -> Any:  # noqa: N802
     """A duration (``90s``, ``5m``, ``1h30m``) within ``[lo, hi]``, as a timedelta."""
-    return _typed(timedelta, _duration(lo, hi, timedelta), templated(_DURATION_SCHEMA))
+    return typed(timedelta, _duration(lo, hi, timedelta), templated(_DURATION_SCHEMA))
 
 
 def Seconds(lo: str, hi: str) -> Any:  # noqa: N802
     """A duration within ``[lo, hi]``, as a float of seconds."""
-    return _typed(float, _duration(lo, hi, (int, float)), templated(_DURATION_SCHEMA))  # type: ignore[arg-type]
+    return typed(float, _duration(lo, hi, (int, float)), templated(_DURATION_SCHEMA))  # type: ignore[arg-type]
 
 
 def Choice(*choices: str) -> Any:  # noqa: N802
@@ -123,7 +123,7 @@ def Choice(*choices: str) -> Any:  # noqa: N802
         if value not in choices:
             raise problem(f"{value!r} is not one of: {', '.join(choices)}")
         return value
-    return _typed(str, check, templated({"enum": list(choices)}))
+    return typed(str, check, templated({"enum": list(choices)}))
 
 
 def ChoiceList(*choices: str) -> Any:  # noqa: N802
@@ -140,7 +140,7 @@ def ChoiceList(*choices: str) -> Any:  # noqa: N802
             raise problem(bad[0][1], bad[0][0], bad[1:])
         return tuple(items)
     item = templated({"enum": list(choices)})
-    return _typed(tuple, check, {"anyOf": [item, {"type": "array", "items": item}]})
+    return typed(tuple, check, {"anyOf": [item, {"type": "array", "items": item}]})
 
 
 def _ip(value: Any) -> str:
@@ -150,7 +150,7 @@ def _ip(value: Any) -> str:
         raise problem(f"{value!r} is not an IPv4 or IPv6 address") from None
 
 
-IpAddress = _typed(str, _ip, {"type": "string", "minLength": 1})
+IpAddress = typed(str, _ip, {"type": "string", "minLength": 1})
 
 
 def _name(value: Any) -> str:
@@ -159,7 +159,7 @@ def _name(value: Any) -> str:
     return value
 
 
-Name = _typed(str, _name, templated({"type": "string", "pattern": _NAME.pattern}))
+Name = typed(str, _name, templated({"type": "string", "pattern": _NAME.pattern}))
 
 
 def Printable(most: int) -> Any:  # noqa: N802
@@ -168,7 +168,7 @@ def Printable(most: int) -> Any:  # noqa: N802
         if len(_text(value)) > most or not all(33 <= ord(c) <= 126 for c in value):
             raise problem(f"must be 1-{most} printable ASCII characters without spaces (RFC 5424)")
         return value
-    return _typed(str, check, templated({"type": "string", "pattern": f"^[!-~]{{1,{most}}}$"}))
+    return typed(str, check, templated({"type": "string", "pattern": f"^[!-~]{{1,{most}}}$"}))
 
 
 def _url_text(value: Any, *, plain_http: bool) -> str:
@@ -187,7 +187,7 @@ def _url_text(value: Any, *, plain_http: bool) -> str:
 
 # Python's URL parser forgives case, spaces and tabs, so the schema only asks for a string.
 _URL_SCHEMA = {"type": "string", "minLength": 1}
-Url = _typed(str, lambda v: _url_text(v, plain_http=False), _URL_SCHEMA)
+Url = typed(str, lambda v: _url_text(v, plain_http=False), _URL_SCHEMA)
 
 
 def _proxy(value: Any) -> RedactedUrl:
@@ -196,7 +196,7 @@ def _proxy(value: Any) -> RedactedUrl:
     return RedactedUrl(_url_text(value, plain_http=True))
 
 
-Proxy = _typed(RedactedUrl, _proxy, _URL_SCHEMA)
+Proxy = typed(RedactedUrl, _proxy, _URL_SCHEMA)
 
 
 def resolve(value: str, base: Path | None) -> Path:
@@ -210,7 +210,7 @@ def resolve(value: str, base: Path | None) -> Path:
 
 
 def _path(value: Any, info: ValidationInfo) -> Path:
-    if not _from_file(info) and isinstance(value, Path):
+    if isinstance(value, Path):  # a default, or built by code: never read from the file
         return value
     return resolve(_text(value), info.context.get("base_dir") if info.context else None)
 
@@ -223,8 +223,8 @@ def _existing(value: Any, info: ValidationInfo) -> Path:
 
 
 PATH_SCHEMA = templated({"type": "string", "minLength": 1})
-FilePath = _typed(Path, _path, PATH_SCHEMA)
-ExistingFile = _typed(Path, _existing, PATH_SCHEMA)
+FilePath = typed(Path, _path, PATH_SCHEMA)
+ExistingFile = typed(Path, _existing, PATH_SCHEMA)
 
 
 def _tls_verify(value: Any, info: ValidationInfo) -> bool | str:
@@ -240,7 +240,7 @@ def _tls_verify(value: Any, info: ValidationInfo) -> bool | str:
     return str(ca)
 
 
-TlsVerify = _typed(Any, _tls_verify, {"anyOf": [{"type": "boolean"}, {"type": "string", "minLength": 1}]})
+TlsVerify = typed(Any, _tls_verify, {"anyOf": [{"type": "boolean"}, {"type": "string", "minLength": 1}]})
 
 
 def _secret_text(value: Any) -> Secret:
@@ -269,8 +269,8 @@ def _secret_file(value: Any, info: ValidationInfo) -> Secret:
     return Secret(text)
 
 
-SecretText = _typed(Secret, _secret_text, {"type": "string", "minLength": 1, "writeOnly": True})
-SecretFile = _typed(Secret, _secret_file, {"type": "string", "minLength": 1})
+SecretText = typed(Secret, _secret_text, {"type": "string", "minLength": 1, "writeOnly": True})
+SecretFile = typed(Secret, _secret_file, {"type": "string", "minLength": 1})
 
 
 def _listen(value: Any) -> tuple[str, int] | None:
@@ -282,27 +282,4 @@ def _listen(value: Any) -> tuple[str, int] | None:
     return match.group(1), int(match.group(2))
 
 
-Listen = _typed(Any, _listen, {"anyOf": [{"type": "string", "pattern": r":\d{1,5}$"}, {"type": "null"}]})
-
-
-def _reserve(value: Any) -> QuotaReserve:
-    if isinstance(value, QuotaReserve):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value <= 1_000_000:
-            raise problem(f"{value} is out of range (0 to 1000000)")
-        return QuotaReserve(count=value)
-    if not isinstance(value, str):
-        raise problem(f"expected a number of requests or a percentage like '10%', got {kind(value)}")
-    match = _RESERVE.match(value)
-    if not match:
-        raise problem(f"{value!r} is not a number of requests or a percentage like '10%'")
-    percent = float(match.group(1))
-    if not 0 <= percent <= 90:
-        raise problem(f"{value} is out of range (0% to 90%)")
-    return QuotaReserve(share=percent / 100)
-
-
-Reserve = _typed(QuotaReserve, _reserve, {"anyOf": [
-    {"type": "integer", "minimum": 0, "maximum": 1_000_000},
-    {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"}, _TEMPLATE]})
+Listen = typed(Any, _listen, {"anyOf": [{"type": "string", "pattern": r":\d{1,5}$"}, {"type": "null"}]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -13,13 +14,14 @@ from pydantic.dataclasses import dataclass
 
 from collector.config.base import MODEL, Section
 from collector.config.fields import (
-    Duration, FilePath, Integer, Proxy, Reserve, SecretFile, SecretText, Seconds, Text, TlsVerify, Url,
-    problem,
+    TEMPLATE, Duration, FilePath, Integer, Proxy, SecretFile, SecretText, Seconds, Text, TlsVerify, Url, kind,
+    problem, typed,
 )
 from collector.config.values import QuotaReserve, Secret
 
 __all__ = ["CollectionConfig", "HmacAuth", "MimecastConfig", "OAuth2Auth", "auth_field"]
 
+_RESERVE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*%\s*$")
 _SECRET_HELP = " Give it inline, as ${ENV}, or as {key}_file: a file name under $CREDENTIALS_DIRECTORY."
 
 
@@ -90,6 +92,29 @@ def _is_base64(text: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     return True
+
+
+def _reserve(value: Any) -> QuotaReserve:
+    if isinstance(value, QuotaReserve):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= 1_000_000:
+            raise problem(f"{value} is out of range (0 to 1000000)")
+        return QuotaReserve(count=value)
+    if not isinstance(value, str):
+        raise problem(f"expected a number of requests or a percentage like '10%', got {kind(value)}")
+    match = _RESERVE.match(value)
+    if not match:
+        raise problem(f"{value!r} is not a number of requests or a percentage like '10%'")
+    percent = float(match.group(1))
+    if not 0 <= percent <= 90:
+        raise problem(f"{value} is out of range (0% to 90%)")
+    return QuotaReserve(share=percent / 100)
+
+
+Reserve = typed(QuotaReserve, _reserve, {"anyOf": [
+    {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+    {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"}, TEMPLATE]})
 
 
 def _auth_shape(value: Any) -> Any:

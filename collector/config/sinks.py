@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from collector.config.base import MODEL, Section
@@ -81,8 +81,29 @@ class SyslogSinkConfig(Section):
     send_timeout: Seconds("100ms", "5m") = Field(30.0, description="Send timeout.", examples=["30s"])
     type: Literal["syslog"] = Field("syslog", description="Sink kind.", examples=["syslog"])
 
+    @field_validator("port", "max_message_bytes", mode="before")
+    @classmethod
+    def _no_null(cls, value: Any) -> Any:
+        if value is None:  # absent means "by transport"; written as null it is a mistake, as it always was
+            raise problem("expected an integer, got nothing")
+        return value
+
     @model_validator(mode="after")
-    def _defaults_by_transport(self) -> SyslogSinkConfig:
+    def _defaults_by_transport(self, info: ValidationInfo) -> SyslogSinkConfig:
+        if info.context is not None:  # read from a file; code (dataclasses.replace) passes filled-in defaults
+            self._check_keys_together()
+        hostname = self.hostname or socket.gethostname() or "-"
+        if len(hostname) > 255 or not all(33 <= ord(c) <= 126 for c in hostname):
+            raise problem("must be 1-255 printable ASCII characters without spaces (RFC 5424)", "hostname")
+        defaults = {"port": 6514 if self.transport == "tls" else 514,
+                    "framing": "octet-counting" if self.transport == "tls" else "lf",
+                    "max_message_bytes": DEFAULT_MAX_BYTES[self.transport], "hostname": hostname}
+        for key, value in defaults.items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
+        return self
+
+    def _check_keys_together(self) -> None:
         found: list[tuple[str, str]] = []
         if self.transport == "udp" and self.framing is not None:
             found.append(("framing", "does not apply to udp (one message per datagram)"))
@@ -94,16 +115,6 @@ class SyslogSinkConfig(Section):
             found.append(("max_message_bytes", "a UDP datagram holds at most 65507 bytes"))
         if found:
             raise problem(found[0][1], found[0][0], found[1:])
-        hostname = self.hostname or socket.gethostname() or "-"
-        if len(hostname) > 255 or not all(33 <= ord(c) <= 126 for c in hostname):
-            raise problem("must be 1-255 printable ASCII characters without spaces (RFC 5424)", "hostname")
-        defaults = {"port": 6514 if self.transport == "tls" else 514,
-                    "framing": "octet-counting" if self.transport == "tls" else "lf",
-                    "max_message_bytes": DEFAULT_MAX_BYTES[self.transport], "hostname": hostname}
-        for key, value in defaults.items():
-            if getattr(self, key) is None:
-                object.__setattr__(self, key, value)
-        return self
 
 
 SinkConfig = Union[FileSinkConfig, StdoutSinkConfig, SyslogSinkConfig]
