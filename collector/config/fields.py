@@ -1,4 +1,4 @@
-"""Custom value types for the models: each validates one kind of value with today's wording.
+"""Custom value types for the models: each validates one kind of value and words its problems.
 
 Each type is ``Annotated[T, PlainValidator(check), WithJsonSchema(schema)]``. A check raises
 :func:`problem`, whose text is the reason printed after the dotted path. When the models are
@@ -21,9 +21,9 @@ from pydantic_core import PydanticCustomError
 
 from collector.config.values import RedactedUrl, Secret, parse_duration, redact_url
 
-__all__ = ["Boolean", "Choice", "ChoiceList", "Duration", "FilePath", "Integer", "IpAddress", "Listen", "Name",
-           "Printable", "Proxy", "SecretFile", "SecretText", "Seconds", "Text", "TlsVerify", "Url",
-           "TEMPLATE", "kind", "problem", "typed"]
+__all__ = ["Boolean", "Choice", "ChoiceList", "Duration", "ExistingFile", "FilePath", "Integer", "IpAddress",
+           "Listen", "Name", "Printable", "Proxy", "SecretFile", "SecretText", "Seconds", "TEMPLATE", "Text",
+           "TlsVerify", "Url", "kind", "problem", "resolve", "templated", "typed"]
 
 TEMPLATE = {"type": "string", "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
