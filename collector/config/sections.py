@@ -213,8 +213,9 @@ class CollectionConfig(Section):
                                                              "is split.", examples=[100])
     state_file: FilePath = Field(Path("/var/lib/mimecast-collector/state.json"), description="The checkpoint.",
                              examples=["/var/lib/mimecast-collector/state.json"])
-    dead_letter_file: Optional[FilePath] = Field(None, description="Records set aside (default: beside the state file).",
-                                             examples=["/var/lib/mimecast-collector/dead-letter.ndjson"])
+    dead_letter_file: Optional[FilePath] = Field(
+        None, description="Records set aside (default: beside the state file).",
+        examples=["/var/lib/mimecast-collector/dead-letter.ndjson"])
 
     @model_validator(mode="after")
     def _dead_letters(self) -> CollectionConfig:
