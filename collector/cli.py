@@ -10,7 +10,7 @@ from pathlib import Path
 
 from collector import __version__
 from collector.config import Config, load_config
-from collector.configreader import default_config_path, format_duration
+from collector.config import default_config_path, format_duration
 from collector.errors import ConfigError, StateCorruptError, StateError
 
 __all__ = ["EX_CONFIG", "EX_DATAERR", "build_parser", "main"]
@@ -29,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="configuration file (default: $MIMECAST_COLLECTOR_CONFIG, "
                              "else /etc/mimecast-collector/config.yaml)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("check-config", parents=[common], help="validate the configuration and print a redacted summary")
+    check = sub.add_parser("check-config", parents=[common],
+                           help="validate the configuration and print a redacted summary")
+    check.add_argument("--schema", action="store_true",
+                       help="print the configuration's JSON Schema (for editors) instead, and exit")
     sub.add_parser("run", parents=[common], help="run the daemon: poll every watch on its interval")
     sub.add_parser("doctor", parents=[common], help="check state, outputs, credentials and a tiny search per watch")
     reload = sub.add_parser("reload", parents=[common],
@@ -63,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from collector.commands import reload
 
             return reload(None, pid=args.pid)
+        if args.command == "check-config" and args.schema:
+            from collector.config.schema import schema_text
+
+            sys.stdout.write(schema_text())
+            return 0
         config = load_config(args.config or default_config_path())
         if args.command == "check-config":
             print(summarize(config))
@@ -105,7 +113,8 @@ def summarize(config: Config) -> str:
     lines = [
         f"configuration {config.source} is valid",
         f"mimecast: POST {mc.base_url}{mc.search_path} ({who})",
-        f"  timeout {mc.timeout:g}s, retries {mc.retries}, tls_verify {mc.tls_verify}, proxy {mc.proxy or 'none'}",
+        f"  timeout {mc.timeout:g}s, retries {mc.retries}, tls_verify {mc.tls_verify}, proxy {mc.proxy or 'none'}, "
+        f"quota reserve {mc.quota_reserve}",
         f"collection: every {_d(col.interval)}, window {_d(col.window)}, lag {_d(col.lag)}, "
         f"overlap {_d(col.overlap)}, initial lookback {_d(col.initial_lookback)}, result cap {col.result_cap}",
         f"  state {col.state_file}, dead letters {col.dead_letter_file}",

@@ -38,6 +38,8 @@ class Check:
 def run_doctor(config: Config, out: TextIO, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> int:
     """Run every check, print a verdict per check, return 1 if any failed."""
     checks = [Check("config", "ok", f"{config.source or 'configuration'} is valid")]
+    if config.mimecast.proxy:
+        checks.append(Check("proxy", "ok", f"requests to Mimecast go through {config.mimecast.proxy}"))
     checks += [_state(config)]
     checks += [_output(o) for o in config.outputs]
     client = MimecastClient(replace(config.mimecast, retries=0, max_rate_limit_wait=0.0))

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from collector.config import Config, load_config
 from collector.metrics import Metrics
 from collector.simulator import Credentials, MailFlow, Simulator
+from tests.schema_check import assert_schema_accepts_if_valid
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -77,6 +78,7 @@ def write_config(tmp_path: Path, data: dict[str, Any], name: str = "config.yaml"
     """Write ``data`` as YAML and return its path."""
     path = tmp_path / name
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert_schema_accepts_if_valid(data, tmp_path)
     return path
 
 

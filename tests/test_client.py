@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from collector.config import HmacAuth
-from collector.configreader import Secret
+from collector.config import Secret
 from collector.errors import (
     ApiFailError, AuthError, BindingExpiredError, MalformedResponseError, RateLimitedError, TransientApiError,
 )

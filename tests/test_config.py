@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from collector.config import load_config, parse_config
-from collector.configreader import Secret, default_config_path, format_duration, parse_duration
+from collector.config import Secret, default_config_path, format_duration, parse_duration
 from collector.errors import ConfigError
 from tests.conftest import ROOT, run_cli, write_config
 

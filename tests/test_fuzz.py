@@ -22,6 +22,7 @@ from collector.mimecast.envelope import tracked_emails
 from collector.records import parse_tracked_email
 from collector.simulator import Fault, MailFlow, Simulator
 from tests.conftest import config_dict, run_cli, write_config
+from tests.schema_check import schema_problems
 
 NOW = datetime(2026, 11, 28, tzinfo=timezone.utc)
 SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
@@ -106,7 +107,8 @@ VALUES = st.one_of(JSON, st.sampled_from(["http://[::1", "9999999999999999999999
 @MANY
 @given(st.lists(st.tuples(st.sampled_from(PATHS), VALUES, st.booleans()), min_size=1, max_size=4))
 def test_any_mutated_config_is_valid_or_a_config_error(mutations: list[tuple[tuple[Any, ...], Any, bool]]) -> None:
-    """Replacing or deleting any values ends in a Config or a ConfigError, never another exception."""
+    """Replacing or deleting any values ends in a Config or a ConfigError, never another exception; what the
+    loader accepts, config.schema.json accepts too."""
     tmp = Path(tempfile.gettempdir())
     data = copy.deepcopy(valid_config(tmp))
     for path, value, delete in mutations:
@@ -131,6 +133,8 @@ def test_any_mutated_config_is_valid_or_a_config_error(mutations: list[tuple[tup
         parse_config(data, env={}, base_dir=tmp)
     except ConfigError as exc:
         assert exc.problems and all(": " in p for p in exc.problems)
+        return
+    assert not schema_problems(data), "check-config accepts it, so the schema must too"
 
 
 @MANY
@@ -150,7 +154,8 @@ def test_any_text_as_a_config_file_is_a_config_error(text: str) -> None:
 @FEW
 @given(st.lists(st.tuples(st.sampled_from(PATHS), VALUES), min_size=1, max_size=3))
 def test_bad_configs_through_the_cli_exit_78_without_a_traceback(mutations: list[tuple[tuple[Any, ...], Any]]) -> None:
-    """check-config on a broken file prints the error listing and exits 78 (or 0 if it stayed valid)."""
+    """check-config on a broken file prints the error listing and exits 78 (or 0 if it stayed valid, and then
+    config.schema.json accepts the file too)."""
     with tempfile.TemporaryDirectory() as tmp:
         data = valid_config(Path(tmp))
         for path, value in mutations:
@@ -168,6 +173,8 @@ def test_bad_configs_through_the_cli_exit_78_without_a_traceback(mutations: list
     assert "Traceback" not in result.stderr
     if result.returncode == 78:
         assert "configuration is invalid" in result.stderr
+    else:
+        assert not schema_problems(yaml.safe_load(text)), "check-config accepts it, so the schema must too"
 
 
 def _has(node: Any, key: Any) -> bool:

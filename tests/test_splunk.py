@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.configsections import STATUSES
+from collector.config import STATUSES
 from collector.formats.base import Event
 from collector.formats.cef import CefFormatter, escape_value
 from collector.formats.ecs import EcsFormatter

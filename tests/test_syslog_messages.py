@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from collector.config import parse_config
-from collector.sinkconfig import SyslogSinkConfig
+from collector.config import SyslogSinkConfig
 from collector.sinks.syslogmsg import MessageBuilder, frame, syslog_severity, truncate_utf8
 
 T = datetime(2026, 11, 7, 9, 5, 3, 250000, tzinfo=timezone.utc)

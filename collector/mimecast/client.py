@@ -81,7 +81,7 @@ class MimecastClient:
         self.gate = RateGate(stop=stop)
         self._session = session or requests.Session()
         self._session.headers["User-Agent"] = f"mimecast-collector/{__version__}"
-        self._proxies = {"http": config.proxy, "https": config.proxy} if config.proxy else None
+        self._proxies = {"http": config.proxy.reveal(), "https": config.proxy.reveal()} if config.proxy else None
         self._auth: Authenticator
         if isinstance(config.auth, HmacAuth):
             self._auth = HmacSigner(config.auth)

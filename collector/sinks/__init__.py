@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.sinkconfig import SinkConfig
+from collector.config import SinkConfig
 from collector.sinks.base import Line, Sink, StdoutSink
 from collector.sinks.file import FileSink
 from collector.sinks.syslog import SyslogSink

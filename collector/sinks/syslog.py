@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 
 from collector.errors import SinkError
-from collector.sinkconfig import SyslogSinkConfig
+from collector.config import SyslogSinkConfig
 from collector.sinks.base import Line
 from collector.sinks.syslogmsg import MessageBuilder, frame
 from collector.sinks.transport import Transport, TransportError

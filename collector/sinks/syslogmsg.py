@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 
-from collector.sinkconfig import FACILITIES, SyslogSinkConfig
+from collector.config import FACILITIES, SyslogSinkConfig
 
 __all__ = ["MessageBuilder", "frame", "syslog_severity", "truncate_utf8"]
 

@@ -8,7 +8,7 @@ import ssl
 import time
 from collections.abc import Sequence
 
-from collector.sinkconfig import SyslogSinkConfig
+from collector.config import SyslogSinkConfig
 
 __all__ = ["Transport", "TransportError"]
 

@@ -1,0 +1,225 @@
+"""The models of each section of the configuration file, with the checks that span several keys."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
+from pydantic.dataclasses import dataclass
+
+from collector.config.base import MODEL, Section
+from collector.config.fields import (
+    TEMPLATE, Duration, FilePath, Integer, Proxy, SecretFile, SecretText, Seconds, Text, TlsVerify, Url, kind,
+    problem, typed,
+)
+from collector.config.values import QuotaReserve, Secret
+
+__all__ = ["CollectionConfig", "HmacAuth", "MimecastConfig", "OAuth2Auth", "auth_field"]
+
+_RESERVE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*%\s*$")
+_SECRET_HELP = " Give it inline, as ${ENV}, or as {key}_file: a file name under $CREDENTIALS_DIRECTORY."
+
+
+def _secret(key: str, what: str, example: str) -> Any:
+    return Field(None, repr=False, description=what + _SECRET_HELP.replace("{key}", key), examples=[example])
+
+
+def _secret_file(key: str) -> Any:
+    return Field(None, repr=False, description=f"File holding {key} (instead of {key}).", examples=[key])
+
+
+def _one_secret(auth: Section, key: str) -> tuple[str, str] | None:
+    """Settle ``key`` from ``key`` or ``key_file``; a problem when both or neither are given."""
+    inline, from_file = getattr(auth, key), getattr(auth, f"{key}_file")
+    if inline is not None and from_file is not None:
+        return key, f"give either {key} or {key}_file, not both"
+    if inline is None and from_file is None:
+        return key, f"is required (as {key}, {key}_file or ${{ENV}})"
+    object.__setattr__(auth, key, inline or from_file)
+    object.__setattr__(auth, f"{key}_file", None)
+    return None
+
+
+@dataclass(frozen=True, config=MODEL)
+class OAuth2Auth(Section):
+    """API 2.0 client credentials."""
+
+    client_id: Text = Field(description="API 2.0 application client id.", examples=["${MIMECAST_CLIENT_ID}"])
+    client_secret: Optional[SecretText] = _secret("client_secret", "API 2.0 client secret.", "${CLIENT_SECRET}")
+    client_secret_file: Optional[SecretFile] = _secret_file("client_secret")
+    type: Literal["oauth2"] = Field("oauth2", description="oauth2 (API 2.0) or hmac (API 1.0).",
+                                    examples=["oauth2"])
+
+    @model_validator(mode="after")
+    def _settle(self) -> OAuth2Auth:
+        found = _one_secret(self, "client_secret")
+        if found:
+            raise problem(found[1], found[0])
+        return self
+
+
+@dataclass(frozen=True, config=MODEL)
+class HmacAuth(Section):
+    """API 1.0 keys, signed per request with HMAC-SHA1."""
+
+    app_id: Text = Field(description="API 1.0 application id.", examples=["your-application-id"])
+    app_key: Optional[SecretText] = _secret("app_key", "API 1.0 application key.", "${MIMECAST_APP_KEY}")
+    access_key: Optional[SecretText] = _secret("access_key", "API 1.0 access key.", "${MIMECAST_ACCESS_KEY}")
+    secret_key: Optional[SecretText] = _secret("secret_key", "API 1.0 secret key (base64).", "${MIMECAST_SECRET_KEY}")
+    app_key_file: Optional[SecretFile] = _secret_file("app_key")
+    access_key_file: Optional[SecretFile] = _secret_file("access_key")
+    secret_key_file: Optional[SecretFile] = _secret_file("secret_key")
+    type: Literal["hmac"] = Field("hmac", description="oauth2 (API 2.0) or hmac (API 1.0).", examples=["hmac"])
+
+    @model_validator(mode="after")
+    def _settle(self) -> HmacAuth:
+        found = [p for p in (_one_secret(self, k) for k in ("app_key", "access_key", "secret_key")) if p]
+        if isinstance(self.secret_key, Secret) and not _is_base64(self.secret_key.reveal()):
+            found.append(("secret_key", "is not valid base64 (copy the Secret Key exactly as Mimecast showed it)"))
+        if found:
+            raise problem(found[0][1], found[0][0], found[1:])
+        return self
+
+
+def _is_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def _reserve(value: Any) -> QuotaReserve:
+    if isinstance(value, QuotaReserve):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= 1_000_000:
+            raise problem(f"{value} is out of range (0 to 1000000)")
+        return QuotaReserve(count=value)
+    if not isinstance(value, str):
+        raise problem(f"expected a number of requests or a percentage like '10%', got {kind(value)}")
+    match = _RESERVE.match(value)
+    if not match:
+        raise problem(f"{value!r} is not a number of requests or a percentage like '10%'")
+    percent = float(match.group(1))
+    if not 0 <= percent <= 90:
+        raise problem(f"{value} is out of range (0% to 90%)")
+    return QuotaReserve(share=percent / 100)
+
+
+Reserve = typed(QuotaReserve, _reserve, {"anyOf": [
+    {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+    {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"}, TEMPLATE]})
+
+
+def _auth_shape(value: Any) -> Any:
+    if isinstance(value, (OAuth2Auth, HmacAuth)):
+        return value
+    if not isinstance(value, dict):
+        raise problem("expected a mapping with type: oauth2 or hmac")
+    kind = value.get("type")
+    if kind is None:
+        raise problem("is required", "type")
+    if kind not in ("oauth2", "hmac"):
+        raise problem(f"{kind!r} is not one of: oauth2, hmac", "type")
+    return value
+
+
+def auth_field() -> Any:
+    """The annotated type of ``mimecast.auth``."""
+    return Annotated[Union[Annotated[OAuth2Auth, Tag("oauth2")], Annotated[HmacAuth, Tag("hmac")]],
+                     Discriminator(type_tag), BeforeValidator(_auth_shape)]
+
+
+def type_tag(value: Any) -> Any:
+    """The ``type`` of a tagged section, read or built."""
+    return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+
+
+def _api_path(value: Any) -> Any:
+    if isinstance(value, str) and value.strip() and not value.startswith("/"):
+        raise problem("must start with /")
+    return value
+
+
+@dataclass(frozen=True, config=MODEL)
+class MimecastConfig(Section):
+    """Where and how to reach Mimecast."""
+
+    null_is_default = ("search_path", "token_url", "search_reason", "proxy")
+
+    base_url: Url = Field(description="API host: https://api.services.mimecast.com for API 2.0, your regional "
+                                      "host (e.g. https://eu-api.mimecast.com) for API 1.0.",
+                          examples=["https://api.services.mimecast.com"])
+    auth: auth_field() = Field(description="Credentials: type oauth2 (API 2.0) or hmac (API 1.0).",
+                               examples=[{"type": "oauth2", "client_id": "${MIMECAST_CLIENT_ID}",
+                                          "client_secret_file": "client_secret"}])
+    search_path: Annotated[Optional[Text], BeforeValidator(_api_path)] = Field(
+        None, description="Search endpoint (default /api/message-finder/search for oauth2, /api/tracking/search "
+                          "for hmac).", examples=["/api/message-finder/search"])
+    token_url: Optional[Url] = Field(None, description="OAuth token endpoint (default {base_url}/oauth/token).",
+                                     examples=["https://api.services.mimecast.com/oauth/token"])
+    search_reason: Text = Field("SIEM export by mimecast-collector",
+                                description="Reason shown in Mimecast's audit log.",
+                                examples=["SIEM export by mimecast-collector"])
+    timeout: Seconds("1s", "10m") = Field(30.0, description="Per HTTP request, 1s to 10m.", examples=["30s"])
+    retries: Integer(0, 20) = Field(5, description="Retries for 5xx, timeouts and connection errors.", examples=[5])
+    backoff_initial: Seconds("0s", "5m") = Field(1.0, description="First retry delay.", examples=["1s"])
+    backoff_max: Seconds("0s", "1h") = Field(60.0, description="Longest retry delay.", examples=["60s"])
+    max_rate_limit_wait: Seconds("0s", "6h") = Field(
+        900.0, description="Longest a single search waits out HTTP 429 before the poll gives up.", examples=["15m"])
+    quota_reserve: Reserve = Field(
+        QuotaReserve(share=0.1), description="Requests of each rate-limit quota (X-RateLimit-Limit) left unused: a "
+                                             "count, or a share of the quota as a percentage from 0% to 90%.",
+        examples=["10%", 20])
+    tls_verify: TlsVerify = Field(True, description="Verify Mimecast's certificate: true, false, or the path of a "
+                                                    "CA bundle (for a TLS-inspecting proxy).", examples=[True])
+    proxy: Optional[Proxy] = Field(None, description="HTTP(S) proxy URL; user:password@ is never shown.",
+                                   examples=["http://proxy.example.com:3128"])
+
+    @model_validator(mode="after")
+    def _defaults(self) -> MimecastConfig:
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        if self.search_path is None:
+            default = "/api/tracking/search" if self.auth.type == "hmac" else "/api/message-finder/search"
+            object.__setattr__(self, "search_path", default)
+        if self.token_url is None:
+            object.__setattr__(self, "token_url", f"{self.base_url}/oauth/token")
+        return self
+
+
+@dataclass(frozen=True, config=MODEL)
+class CollectionConfig(Section):
+    """Rolling-window settings shared by every watch."""
+
+    null_is_default = ("state_file", "dead_letter_file")
+
+    interval: Duration("10s", "1d") = Field(timedelta(minutes=5), description="How often each watch polls.",
+                                            examples=["5m"])
+    window: Duration("1m", "1d") = Field(timedelta(minutes=15), description="Longest span of one search; longer "
+                                                                            "gaps are split.", examples=["15m"])
+    lag: Duration("0s", "6h") = Field(timedelta(minutes=2), description="Never search the most recent lag "
+                                                                        "(late indexing).", examples=["2m"])
+    overlap: Duration("0s", "1d") = Field(timedelta(minutes=10), description="Re-search this far back each time; "
+                                                                             "repeats are dropped.", examples=["10m"])
+    initial_lookback: Duration("1m", "30d") = Field(timedelta(hours=1), description="How far back the first run "
+                                                                                    "searches.", examples=["1h"])
+    result_cap: Integer(2, 100_000) = Field(100, description="A response this large may be truncated: the window "
+                                                             "is split.", examples=[100])
+    state_file: FilePath = Field(Path("/var/lib/mimecast-collector/state.json"), description="The checkpoint.",
+                             examples=["/var/lib/mimecast-collector/state.json"])
+    dead_letter_file: Optional[FilePath] = Field(
+        None, description="Records set aside (default: beside the state file).",
+        examples=["/var/lib/mimecast-collector/dead-letter.ndjson"])
+
+    @model_validator(mode="after")
+    def _dead_letters(self) -> CollectionConfig:
+        if self.dead_letter_file is None:
+            object.__setattr__(self, "dead_letter_file", self.state_file.parent / "dead-letter.ndjson")
+        return self
+
