@@ -9,49 +9,79 @@ and in what order, is undocumented, so they never decide that any part of a wind
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-__all__ = ["FILL", "CapWatch", "Density", "ONE_SECOND"]
+__all__ = ["CapWatch", "Density", "ONE_SECOND", "target_fill"]
 
 ONE_SECOND = timedelta(seconds=1)
-# Aim each search at this share of result_cap: the count of a window varies, and a capped answer costs a re-search.
-FILL = 0.8
+# How many standard deviations of a window's count (Poisson) to keep below result_cap: about one search in
+# twenty comes back capped and is searched again, the cheapest balance against under-filled searches.
+_Z = 1.65
 # A capped answer whose records span most of its window says nothing about how many more there were.
 _SPREAD = 0.9
+_OVERSHOOT = 1.15
+
+
+def target_fill(cap: int) -> float:
+    """The count to aim a search at: ``e`` with ``e + z * sqrt(e) = cap - 1``, at least one."""
+    root = (-_Z + math.sqrt(_Z * _Z + 4 * max(cap - 1, 1))) / 2
+    return max(1.0, root * root)
 
 
 class Density:
-    """Matching records per second of received time for one watch; ``None`` until a search says."""
+    """Matching records per second of received time for one watch; ``None`` until a search says.
+
+    Besides the smoothed rate it remembers what a capped answer proved: that its window holds at least
+    ``result_cap`` records, less what complete searches of its start have since found. The rest of that
+    window is planned at no less than that density, so a burst is not re-searched blindly.
+    """
 
     def __init__(self, rate: float | None = None) -> None:
-        self.rate = rate if rate is not None and rate >= 0 else None
+        self.rate = rate if rate is not None and math.isfinite(rate) and rate >= 0 else None
+        self._dense: tuple[datetime, int] | None = None
 
-    def width(self, cap: int, window: timedelta, left: timedelta) -> timedelta:
-        """The next search's width: whole seconds, at least one, at most ``window`` and what is ``left``."""
+    def width(self, cursor: datetime, cap: int, window: timedelta, left: timedelta) -> timedelta:
+        """The next search's width from ``cursor``: whole seconds, at least one, at most ``window`` and ``left``."""
         widest = min(window, left)
-        if not self.rate:
+        rate = self.rate or 0.0
+        if self._dense is not None and cursor < self._dense[0]:
+            rate = max(rate, self._dense[1] / max((self._dense[0] - cursor).total_seconds(), 1.0))
+        if rate <= 0:
             return widest
-        seconds = int(FILL * cap / self.rate)
+        seconds = int(target_fill(cap) / rate)
         return max(ONE_SECOND, min(widest, timedelta(seconds=seconds)))
 
-    def complete(self, count: int, width: timedelta) -> None:
-        """A complete answer: ``count`` records in ``width``."""
-        seen = count / max(width.total_seconds(), 1.0)
-        self.rate = seen if self.rate is None else (self.rate + seen) / 2
+    def complete(self, start: datetime, end: datetime, count: int, cap: int) -> None:
+        """A complete answer: ``count`` records in ``[start, end)``."""
+        seen = count / max((end - start).total_seconds(), 1.0)
+        if self.rate is None or count < target_fill(cap) / 4:
+            # A clearly under-filled answer is not noise: the mail really is that sparse here.
+            self.rate = seen
+        else:
+            self.rate = (self.rate + seen) / 2
+        if self._dense is not None:
+            until, at_least = self._dense
+            self._dense = (until, at_least - count) if end < until and count < at_least else None
 
-    def capped(self, cap: int, width: timedelta, received: Sequence[datetime]) -> None:
-        """A capped answer: at least ``cap`` records in ``width``; ``received`` are the times it holds."""
-        seconds = max(width.total_seconds(), 1.0)
+    def capped(self, start: datetime, end: datetime, cap: int, received: Sequence[datetime]) -> None:
+        """A capped answer: at least ``cap`` records in ``[start, end)``; ``received`` are the times it holds."""
+        seconds = max((end - start).total_seconds(), 1.0)
         at_least = cap / seconds
-        estimate = 2 * at_least
-        if len(received) >= 2:
-            span = (max(received) - min(received)).total_seconds() + 1.0
+        # A window planned to fill most of the cap and found over it is a fluctuation; one planned blind may
+        # hold any multiple of the cap: double (the least regret when nothing more is known).
+        planned = (self.rate or 0.0) * seconds >= cap / 2
+        estimate = at_least * (_OVERSHOOT if planned else 2.0)
+        inside = [r for r in received if start <= r < end]
+        if len(inside) >= 2:
+            span = (max(inside) - min(inside)).total_seconds() + 1.0
             if span < _SPREAD * seconds:
-                # The answer covered only part of its window: as dense as that part, at least.
+                # The answer covered only part of its window: as dense as that part, at least (a hint, never proof).
                 estimate = max(at_least * 1.05, cap / span)
         self.rate = max(estimate, self.rate or 0.0)
+        self._dense = (end, cap)
 
 
 class CapWatch:

@@ -89,7 +89,8 @@ class Poller:
                 if self._stop.is_set():
                     result.interrupted = True
                     break
-                span = (cursor, cursor + self._density.width(self._cfg.result_cap, self._cfg.window, plan.end - cursor))
+                width = self._density.width(cursor, self._cfg.result_cap, self._cfg.window, plan.end - cursor)
+                span = (cursor, cursor + width)
                 cursor = self._search(*span, plan, result)
                 if self._on_chunk is not None:
                     self._on_chunk(int((cursor - plan.start) / ONE_SECOND), int((plan.end - plan.start) / ONE_SECOND))
@@ -117,7 +118,7 @@ class Poller:
                                      f"records beyond it are lost: set collection.result_cap to {hidden}")
         assert self._density is not None
         if found.count >= cap and width > ONE_SECOND:
-            self._density.capped(cap, width, [r.received for r in found.records])
+            self._density.capped(start, end, cap, [r.received for r in found.records])
             self._metrics.splits.labels(self.watch.name).inc()
             result.splits += 1
             self._log.debug("poll.window_split", start=_iso(start), end=_iso(end), records=found.count)
@@ -126,7 +127,7 @@ class Poller:
             self._metrics.truncated.labels(self.watch.name).inc()
             result.truncated += 1
         else:
-            self._density.complete(found.count, width)
+            self._density.complete(start, end, found.count, cap)
         mark = self._checked_end(start, end, found.server_time)
         self._deliver(start, mark, found, result, began)
         return end if mark == end else plan.end
