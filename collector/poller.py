@@ -45,7 +45,7 @@ class Poller:
 
     def __init__(self, watch: WatchConfig, collection: CollectionConfig, client: MimecastClient,
                  pipeline: Pipeline, metrics: Any, *, stop: threading.Event | None = None,
-                 on_chunk: Callable[[int, int], None] | None = None) -> None:
+                 on_chunk: Callable[[int, int], None] | None = None, tracker: Any = None) -> None:
         self.watch = watch
         self._cfg = collection
         self._client = client
@@ -53,6 +53,7 @@ class Poller:
         self._metrics = metrics
         self._stop = stop or threading.Event()
         self._on_chunk = on_chunk
+        self._step = tracker.step if tracker is not None else (lambda watch, step: None)
         self._log = structlog.get_logger("collector.poller").bind(watch=watch.name)
 
     def run_cycle(self, now: datetime) -> CycleResult:
@@ -94,6 +95,7 @@ class Poller:
     def _collect(self, start: datetime, end: datetime, result: CycleResult) -> None:
         began = time.monotonic()
         found = self._client.search(self.watch, start, end)
+        self._step(self.watch.name, "searched")
         if found.count >= self._cfg.result_cap:
             if end - start > MIN_SPLIT:
                 self._metrics.splits.labels(self.watch.name).inc()
@@ -125,6 +127,7 @@ class Poller:
             fresh.append(record)
         self._pipeline.deliver(Chunk(watch=name, records=fresh, invalid=found.invalid, watermark=end,
                                      horizon=end - self._cfg.overlap, fetched_at=datetime.now(timezone.utc)))
+        self._step(name, "delivered")
         self._metrics.duplicates.labels(name).inc(duplicates)
         result.records += found.count
         result.shipped += len(fresh)
