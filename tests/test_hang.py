@@ -13,16 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from collector.simulator import Fault, MailFlow, Simulator
 from tests.conftest import config_dict, run_cli, write_config
-from tests.test_daemon import Daemon, wait_for
-from tests.trickle import Trickle
+from tests.rsyslog import make_certs
+from tests.test_daemon import Daemon, free_port, wait_for
+from tests.trickle import HandshakeTrickle, Trickle
 
 AUTH = {"type": "oauth2", "client_id": "collector", "client_secret": "s3cret-value"}
 
 
-def trickle_config(tmp_path: Path, server: Trickle, **mimecast: Any) -> Path:
+def trickle_config(tmp_path: Path, server: Trickle | HandshakeTrickle, **mimecast: Any) -> Path:
     data = {
         "mimecast": {"base_url": server.base_url, "auth": AUTH, "timeout": "2s", "retries": 1,
                      "backoff_initial": "0s", "backoff_max": "0s", **mimecast},
@@ -38,16 +40,23 @@ def log_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-@pytest.mark.parametrize(("phase", "what"), [("body", "search"), ("headers", "search"), ("token", "token request")])
-def test_once_against_a_trickling_server_ends_at_its_deadline(tmp_path: Path, phase: str, what: str) -> None:
+@pytest.mark.parametrize(("phase", "what", "https"), [
+    ("body", "search", False), ("headers", "search", False), ("token", "token request", False),
+    ("body", "search", True), ("headers", "search", True),
+])
+def test_once_against_a_trickling_server_ends_at_its_deadline(tmp_path: Path, phase: str, what: str,
+                                                              https: bool) -> None:
     """A server that never finishes its answer, a byte every 0.25 s: each attempt ends at its 2 s deadline.
 
     Without the total deadline requests' per-read timeout never trips and ``once`` waits for the whole
     two-minute trickle, past this test's limit.
     """
-    with Trickle(phase, every=0.25, limit=120) as server:
+    certs = make_certs(tmp_path / "certs") if https else None
+    tls = (str(certs.server_cert), str(certs.server_key)) if certs else None
+    with Trickle(phase, every=0.25, limit=120, tls=tls) as server:
+        extra = {"tls_verify": str(certs.ca)} if certs else {}
         began = time.monotonic()
-        result = run_cli("once", "-c", str(trickle_config(tmp_path, server)), timeout=40)
+        result = run_cli("once", "-c", str(trickle_config(tmp_path, server, **extra)), timeout=40)
         took = time.monotonic() - began
     assert result.returncode == 1, result.stderr
     assert f"FAILED (timeout: {what} timed out after 2s)" in result.stderr
@@ -55,6 +64,18 @@ def test_once_against_a_trickling_server_ends_at_its_deadline(tmp_path: Path, ph
     assert [(e["error_type"], e["attempt"]) for e in retries] == [("timeout", 1)]
     assert len(server.trickled) == 2, "retries: 1 means two attempts, each cut at its deadline"
     print(f"once against a trickling {phase}: {took:.1f}s for 2 attempts of timeout 2s")
+
+
+def test_a_tls_handshake_that_never_finishes_ends_at_the_deadline(tmp_path: Path) -> None:
+    """A TLS server (or middlebox) that trickles its handshake is cut off at the deadline too.
+
+    (Python's TLS layer bounds a whole handshake by the socket timeout; this keeps it so.)
+    """
+    with HandshakeTrickle(every=0.25, limit=120) as server:
+        result = run_cli("once", "-c", str(trickle_config(tmp_path, server)), timeout=40)
+    assert result.returncode == 1, result.stderr
+    assert "FAILED (timeout: token request timed out after 2s)" in result.stderr
+    assert server.connections == 2
 
 
 def test_daemon_polls_a_trickling_watch_again_on_schedule(tmp_path: Path) -> None:
@@ -129,7 +150,9 @@ def test_watchdog_pings_stop_when_a_poll_is_stuck_on_a_sink(steady: Simulator, t
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # present but never reading: the writer blocks when full
     outputs = [{"name": "stuck", "format": "raw", "sink": {"type": "file", "path": str(fifo)}}]
+    port = free_port()
     cfg = write_config(tmp_path, config_dict(steady, tmp_path, outputs=outputs, logging={"level": "info"},
+                                             metrics={"listen": f"127.0.0.1:{port}"},
                                              mimecast=fast_mimecast(max_rate_limit_wait="0s"),
                                              collection={"interval": "10s", "initial_lookback": "1h"}))
     daemon = Daemon(tmp_path, "run", "-c", str(cfg),
@@ -143,6 +166,7 @@ def test_watchdog_pings_stop_when_a_poll_is_stuck_on_a_sink(steady: Simulator, t
             notify.pump(0.5)
         stuck_seen = time.monotonic()
         notify.pump(4)  # eight ping periods
+        scrape = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         daemon.kill()
         os.close(reader)
@@ -153,6 +177,9 @@ def test_watchdog_pings_stop_when_a_poll_is_stuck_on_a_sink(steady: Simulator, t
     assert stuck[0]["watch"] == "inbound" and stuck[0]["doing"] == "delivering" and stuck[0]["bound_s"] == 15.0
     assert stuck[0]["last_step"] == "searched" and stuck[0]["running_since"]
     assert not notify.pings(after=stuck_seen), "no WATCHDOG=1 once a poll is stuck"
+    running = [line for line in scrape.splitlines()
+               if line.startswith('mimecast_collector_poll_running_seconds{watch="inbound"}')]
+    assert running and float(running[0].split()[-1]) > stuck[0]["bound_s"], "the gauge shows the long poll"
     last_ping = max(notify.pings())
     first_ping = min(notify.pings())
     assert last_ping - first_ping < stuck[0]["bound_s"] + 2, "pings stopped within the bound"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -23,13 +25,15 @@ class Trickled:
 class Trickle:
     """An HTTP server that trickles ``phase`` (``token``, ``headers`` or ``body``) one byte per ``every`` seconds.
 
-    ``token``: the token endpoint sends headers and then trickles its body.
+    ``token``: the token endpoint sends headers and then trickles its body. ``tls``: (certificate, key) to
+    serve HTTPS.
     ``headers``: the search trickles its status line and headers.
     ``body``: the search sends headers at once, then trickles the body.
     Whatever is not trickled is answered normally. A trickle lasts at most ``limit`` seconds.
     """
 
-    def __init__(self, phase: str, *, every: float = 0.25, limit: float = 120.0) -> None:
+    def __init__(self, phase: str, *, every: float = 0.25, limit: float = 120.0,
+                 tls: tuple[str, str] | None = None) -> None:
         self.phase = phase
         self.every = every
         self.limit = limit
@@ -37,12 +41,18 @@ class Trickle:
         self._stop = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        """``http(s)://127.0.0.1:PORT``."""
+        return f"{self.scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self) -> Trickle:
         self._thread.start()
@@ -99,3 +109,50 @@ class Trickle:
                 self.close_connection = True
 
         return Handler
+
+
+class HandshakeTrickle:
+    """A TLS server that never finishes its handshake: a record header, then one byte per ``every`` seconds."""
+
+    def __init__(self, *, every: float = 0.25, limit: float = 120.0) -> None:
+        self.every = every
+        self.limit = limit
+        self.connections = 0
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        """``https://127.0.0.1:PORT``."""
+        return f"https://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def __enter__(self) -> HandshakeTrickle:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.connections += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        deadline = time.monotonic() + self.limit
+        with conn:
+            try:
+                conn.recv(65536)  # the ClientHello
+                conn.sendall(b"\x16\x03\x03\x40\x00")  # a 16 KiB handshake record is coming...
+                while time.monotonic() < deadline and not self._stop.wait(self.every):
+                    conn.sendall(b"\x00")  # ...a byte at a time
+            except OSError:
+                return
