@@ -8,8 +8,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import structlog
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -18,8 +21,6 @@ from collector.poller import Poller
 __all__ = ["build_scheduler", "phase_offsets"]
 
 _MAX_WORKERS = 8
-# A slot this close after a poll ended may already have been skipped as "still running": run it at once.
-_SLOT_SLACK = timedelta(milliseconds=100)
 
 
 def phase_offsets(count: int, interval_s: float) -> list[float]:
@@ -33,7 +34,8 @@ def phase_offsets(count: int, interval_s: float) -> list[float]:
 
 
 def build_scheduler(pollers: Sequence[Poller], interval_s: float, metrics: Any, tracker: Any = None,
-                    stop: threading.Event | None = None, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> BackgroundScheduler:
+                    stop: threading.Event | None = None,
+                    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> BackgroundScheduler:
     """A scheduler (not started) that polls each watch at its phase, then every ``interval_s``.
 
     ``max_instances=1`` keeps a slow watch from running twice at once; a poll
@@ -53,37 +55,36 @@ def build_scheduler(pollers: Sequence[Poller], interval_s: float, metrics: Any, 
     for poller, offset in zip(pollers, phase_offsets(len(pollers), interval_s)):
         first = start + timedelta(seconds=offset)
         scheduler.add_job(_tick, IntervalTrigger(seconds=interval_s, start_date=first, timezone=timezone.utc),
-                          args=(poller, first, interval, tracker, stop, now), id=poller.watch.name,
-                          name=f"poll {poller.watch.name}", next_run_time=first)
+                          args=(poller, tracker, now), id=poller.watch.name, name=f"poll {poller.watch.name}",
+                          next_run_time=first)
 
     def on_event(event: JobExecutionEvent) -> None:
         if event.code == EVENT_JOB_ERROR:
             metrics.poll_runs.labels(event.job_id, "crash").inc()
             log.error("poll.crashed", watch=event.job_id, error=repr(event.exception),
                       traceback=event.traceback)
+        if event.code in (EVENT_JOB_EXECUTED, EVENT_JOB_ERROR):
+            # Sent once the run no longer counts against max_instances, so the next run can start now.
+            if event.scheduled_run_time + interval <= now() and not stop.is_set():
+                try:
+                    scheduler.modify_job(event.job_id, next_run_time=now())
+                except JobLookupError:
+                    pass
         elif event.code == EVENT_JOB_MAX_INSTANCES:
             log.warning("poll.still_running", watch=event.job_id,
-                     reason="the previous poll has not finished; the next one starts as soon as it does")
-        else:
+                        reason="the previous poll has not finished; the next one starts as soon as it does")
+        elif event.code == EVENT_JOB_MISSED:
             log.warning("poll.missed", watch=event.job_id, scheduled=str(event.scheduled_run_time))
 
-    scheduler.add_listener(on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+    scheduler.add_listener(on_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
     return scheduler
 
 
-def _tick(poller: Poller, anchor: datetime, interval: timedelta, tracker: Any, stop: threading.Event,
-          now: Callable[[], datetime]) -> None:
-    """Poll; while a poll overran a slot (which the scheduler skipped), poll again at once."""
-    while True:
-        began = now()
+def _tick(poller: Poller, tracker: Any, now: Callable[[], datetime]) -> None:
+    if tracker is not None:
+        tracker.started(poller.watch.name)
+    try:
+        poller.run_cycle(now())
+    finally:
         if tracker is not None:
-            tracker.started(poller.watch.name)
-        try:
-            poller.run_cycle(began)
-        finally:
-            if tracker is not None:
-                tracker.finished(poller.watch.name)
-        ended = now()
-        next_slot = anchor + interval * (max(0, (began - anchor) // interval) + 1)
-        if next_slot > ended + _SLOT_SLACK or stop.is_set():
-            return
+            tracker.finished(poller.watch.name)

@@ -28,7 +28,8 @@ def trickle_config(tmp_path: Path, server: Trickle | HandshakeTrickle, **mimecas
     data = {
         "mimecast": {"base_url": server.base_url, "auth": AUTH, "timeout": "2s", "retries": 1,
                      "backoff_initial": "0s", "backoff_max": "0s", **mimecast},
-        "collection": {"interval": "10s", "lag": "0s", "initial_lookback": "5m", "state_file": str(tmp_path / "s.json")},
+        "collection": {"interval": "10s", "lag": "0s", "initial_lookback": "5m",
+                       "state_file": str(tmp_path / "s.json")},
         "watches": [{"name": "inbound", "to": "example.com"}],
         "outputs": [{"name": "archive", "format": "raw", "sink": {"type": "file", "path": str(tmp_path / "out")}}],
         "logging": {"level": "info", "format": "json"},
