@@ -29,7 +29,7 @@ __all__ = ["Collector", "sd_notify"]
 
 # How long SIGTERM waits for the running chunks before giving up (systemd's default stop timeout is 90 s).
 _SHUTDOWN_GRACE_S = 60.0
-# How often the daemon looks for stalled polls when systemd asks for no watchdog pings.
+# How often the daemon looks for stalled polls (and pings systemd, more often if it asks for that).
 _CHECK_EVERY_S = 5.0
 
 
