@@ -23,11 +23,14 @@ from collector.pipeline import Output, Pipeline
 from collector.poller import CycleResult, Poller
 from collector.sinks import build_sink
 from collector.state import StateStore
+from collector.watchdog import PollTracker, Stall, bounds_for
 
 __all__ = ["Collector", "sd_notify"]
 
 # How long SIGTERM waits for the running chunks before giving up (systemd's default stop timeout is 90 s).
 _SHUTDOWN_GRACE_S = 60.0
+# How often the daemon looks for stalled polls (and pings systemd, more often if it asks for that).
+_CHECK_EVERY_S = 5.0
 
 
 def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
@@ -67,9 +70,13 @@ class Collector:
             self.state.close()
             raise
         self.client = MimecastClient(config.mimecast, metrics=self.metrics, stop=self.stop)
+        self.tracker = PollTracker(bounds_for(config))
+        for w in config.watches:
+            self.metrics.poll_running.labels(w.name).set_function(lambda n=w.name: self.tracker.running_for(n))
         self.pollers = [
             Poller(w, config.collection, self.client, self.pipeline, self.metrics, stop=self.stop,
-                   on_chunk=(lambda done, total, n=w.name: on_chunk(n, done, total)) if on_chunk else None)
+                   on_chunk=(lambda done, total, n=w.name: on_chunk(n, done, total)) if on_chunk else None,
+                   tracker=self.tracker)
             for w in config.watches
         ]
 
@@ -81,9 +88,15 @@ class Collector:
 
     def run_once(self, watches: Sequence[str] | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> list[CycleResult]:
-        """One cycle of each selected watch, in order."""
+        """One cycle of each selected watch, in order; SIGHUP (``reload``) reopens outputs instead of killing it."""
         selected = [p for p in self.pollers if not watches or p.watch.name in watches]
-        return [p.run_cycle(now()) for p in selected]
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGHUP, self._reopen) if main else None
+        try:
+            return [p.run_cycle(now()) for p in selected]
+        finally:
+            if main:
+                signal.signal(signal.SIGHUP, previous)
 
     def run_forever(self) -> int:
         """Serve metrics, poll on schedule until SIGTERM/SIGINT; SIGHUP reopens outputs. Returns 0."""
@@ -91,7 +104,8 @@ class Collector:
 
         listen = self.config.metrics.listen
         server = serve_metrics(self.metrics, *listen) if listen else None
-        scheduler = build_scheduler(self.pollers, self.config.collection.interval.total_seconds(), self.metrics)
+        scheduler = build_scheduler(self.pollers, self.config.collection.interval.total_seconds(), self.metrics,
+                                    tracker=self.tracker, stop=self.stop)
         previous = self._install_signals()
         try:
             scheduler.start()
@@ -100,8 +114,10 @@ class Collector:
                           metrics=f"http://{listen[0]}:{listen[1]}/metrics" if listen else None)
             sd_notify(f"READY=1\nSTATUS=polling {len(self.pollers)} watches")
             watchdog = _watchdog_interval()
-            while not self.stop.wait(watchdog or 3600):
-                if watchdog and scheduler.running:
+            reported: set[tuple[str, datetime]] = set()
+            while not self.stop.wait(min(watchdog or _CHECK_EVERY_S, _CHECK_EVERY_S)):
+                healthy = self._check_progress(reported)
+                if watchdog and healthy and scheduler.running:
                     sd_notify("WATCHDOG=1")
             sd_notify("STOPPING=1\nSTATUS=finishing the current chunks")
             self.log.info("collector.stopping", reason="signal")
@@ -115,17 +131,40 @@ class Collector:
         self.log.info("collector.stopped")
         return 0
 
+    def _check_progress(self, reported: set[tuple[str, datetime]]) -> bool:
+        """True when every running poll is within its bound; a stalled poll is logged once."""
+        if self.client.gate.remaining() > 0:
+            self.tracker.excuse_searching()
+        stalls = self.tracker.stalls()
+        for stall in stalls:
+            if (stall.watch, stall.started) not in reported:
+                reported.add((stall.watch, stall.started))
+                self._log_stall(stall)
+        reported.intersection_update((s.watch, s.started) for s in stalls)
+        return not stalls
+
+    def _log_stall(self, stall: Stall) -> None:
+        self.log.error("poll.stuck", watch=stall.watch, doing=stall.doing, running_since=_iso(stall.started),
+                       last_step=stall.last_step, last_step_at=_iso(stall.last_step_at),
+                       quiet_s=round(stall.quiet_s, 1), bound_s=round(stall.bound_s, 1),
+                       reason="no progress within the worst case the configuration allows; "
+                              "watchdog pings stop so systemd restarts the collector")
+
+    def _reopen(self, signum: int, frame: FrameType | None) -> None:
+        self.pipeline.request_reopen()
+
     def _install_signals(self) -> dict[int, Any]:
         def stop(signum: int, frame: FrameType | None) -> None:
             self.stop.set()
 
-        def reopen(signum: int, frame: FrameType | None) -> None:
-            self.pipeline.request_reopen()
-
         previous = {}
-        for sig, handler in ((signal.SIGTERM, stop), (signal.SIGINT, stop), (signal.SIGHUP, reopen)):
+        for sig, handler in ((signal.SIGTERM, stop), (signal.SIGINT, stop), (signal.SIGHUP, self._reopen)):
             previous[sig] = signal.signal(sig, handler)
         return previous
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _watchdog_interval() -> float | None:

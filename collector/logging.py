@@ -80,6 +80,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, stream: TextIO 
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
     logging.getLogger("urllib3").setLevel(max(logging.INFO, root.level))
+    # The scheduler's own "Running job" lines, two per poll, are detail: shown only at debug.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if root.level <= logging.DEBUG
+                                              else max(logging.WARNING, root.level))
     structlog.configure(
         processors=[structlog.stdlib.filter_by_level, *shared,
                     structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

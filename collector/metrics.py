@@ -60,6 +60,8 @@ class Metrics:
         self.poll_errors = counter("poll_errors", "Failed poll cycles by error type.", ("watch", "error_type"))
         self.poll_duration = Histogram(f"{_NS}_poll_duration_seconds", "Duration of one poll cycle.",
                                        ("watch",), buckets=_POLL_BUCKETS, registry=registry)
+        self.poll_running = gauge("poll_running_seconds", "How long the running poll of the watch has been "
+                                  "running (0 between polls).", ("watch",))
         self.last_success = gauge("last_success_timestamp_seconds", "When a poll of the watch last succeeded.",
                                   ("watch",))
         self.watermark = gauge("watermark_timestamp_seconds", "Everything received before this is shipped.",

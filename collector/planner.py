@@ -42,6 +42,7 @@ class Density:
     def __init__(self, rate: float | None = None) -> None:
         self.rate = rate if rate is not None and math.isfinite(rate) and rate >= 0 else None
         self._dense: tuple[datetime, int] | None = None
+        self._measured = self.rate is not None
 
     def width(self, cursor: datetime, cap: int, window: timedelta, left: timedelta) -> timedelta:
         """The next search's width from ``cursor``: whole seconds, at least one, at most ``window`` and ``left``."""
@@ -62,6 +63,7 @@ class Density:
             self.rate = seen
         else:
             self.rate = (self.rate + seen) / 2
+        self._measured = True
         if self._dense is not None:
             until, at_least = self._dense
             self._dense = (until, at_least - count) if end < until and count < at_least else None
@@ -72,7 +74,7 @@ class Density:
         at_least = cap / seconds
         # A window planned to fill most of the cap and found over it is a fluctuation; one planned blind may
         # hold any multiple of the cap: double (the least regret when nothing more is known).
-        planned = (self.rate or 0.0) * seconds >= cap / 2
+        planned = self._measured and (self.rate or 0.0) * seconds >= cap / 2
         estimate = at_least * (_OVERSHOOT if planned else 2.0)
         inside = [r for r in received if start <= r < end]
         if len(inside) >= 2:
@@ -81,6 +83,7 @@ class Density:
                 # The answer covered only part of its window: as dense as that part, at least (a hint, never proof).
                 estimate = max(at_least * 1.05, cap / span)
         self.rate = max(estimate, self.rate or 0.0)
+        self._measured = False
         self._dense = (end, cap)
 
 

@@ -57,7 +57,7 @@ class Poller:
 
     def __init__(self, watch: WatchConfig, collection: CollectionConfig, client: MimecastClient,
                  pipeline: Pipeline, metrics: Any, *, stop: threading.Event | None = None,
-                 on_chunk: Callable[[int, int], None] | None = None) -> None:
+                 on_chunk: Callable[[int, int], None] | None = None, tracker: Any = None) -> None:
         self.watch = watch
         self._cfg = collection
         self._client = client
@@ -65,6 +65,7 @@ class Poller:
         self._metrics = metrics
         self._stop = stop or threading.Event()
         self._on_chunk = on_chunk
+        self._step = tracker.step if tracker is not None else (lambda watch, step: None)
         self._density: Density | None = None
         self._caps = CapWatch(collection.result_cap)
         self._failing = False
@@ -108,6 +109,7 @@ class Poller:
         """Search ``[start, end)``; deliver it when complete and return the new cursor, else ``start``."""
         began = time.monotonic()
         found = self._client.search(self.watch, start, end)
+        self._step(self.watch.name, "searched")
         result.searches += 1
         cap, width = self._cfg.result_cap, end - start
         self._metrics.answer_records.observe(found.count)
@@ -167,6 +169,7 @@ class Poller:
         self._pipeline.deliver(Chunk(watch=name, records=fresh, invalid=found.invalid, watermark=end,
                                      horizon=end - self._cfg.overlap, fetched_at=datetime.now(timezone.utc),
                                      seen_again=again, density=self._density.rate))
+        self._step(name, "delivered")
         self._metrics.duplicates.labels(name).inc(len(again))
         result.chunks += 1
         result.records += found.count

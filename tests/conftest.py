@@ -28,6 +28,15 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
+@pytest.fixture(autouse=True)
+def _no_receiver_left_behind() -> Iterator[None]:
+    """Whatever a test did, every rsyslogd it started is stopped when it ends."""
+    yield
+    from tests.rsyslog import Rsyslog
+
+    Rsyslog.stop_all()
+
+
 @pytest.fixture(name="now")
 def _now() -> datetime:
     return utcnow()
