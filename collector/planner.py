@@ -31,32 +31,73 @@ def target_fill(cap: int) -> float:
     return max(1.0, root * root)
 
 
+class _Profile:
+    """Where a capped answer's records lie: a lower bound on each second's count, scaled by a guess.
+
+    The records exist, so a second holds at least as many as the answer shows; ``scale`` guesses how many
+    the answer left out (1 when it covered only part of its window, as if it kept the records of that
+    part; 2 when they spread over all of it, a sample of unknown size) and is corrected by every complete
+    search inside the covered seconds.
+    """
+
+    def __init__(self, start: datetime, end: datetime, received: Sequence[datetime]) -> None:
+        self.start, self.end = start, end
+        self.counts = Counter(int((r - start).total_seconds()) for r in received)
+        seconds = max(int((end - start).total_seconds()), 1)
+        self.first, self.last = min(self.counts), max(self.counts)
+        # Records that reach close to an edge of the window cover it up to that edge.
+        edge = max(1, seconds // 20)
+        self.first = 0 if self.first < edge else self.first
+        self.last = seconds - 1 if self.last >= seconds - edge else self.last
+        spread = (self.last - self.first + 1) / seconds
+        self.scale = 2.0 if spread >= _SPREAD else 1.0
+
+    def covers(self, second: int) -> bool:
+        """Whether ``second`` (from ``start``) lies between the answer's first and last record."""
+        return self.first <= second <= self.last
+
+
 class Density:
     """Matching records per second of received time for one watch; ``None`` until a search says.
 
-    Besides the smoothed rate it remembers what a capped answer proved: that its window holds at least
-    ``result_cap`` records, less what complete searches of its start have since found. The rest of that
-    window is planned at no less than that density, so a burst is not re-searched blindly.
+    After a capped answer it also keeps that answer's profile, so the searches that follow are cut where
+    its records lie (a burst gets narrow searches, the quiet time around it wide ones) instead of blindly.
     """
 
     def __init__(self, rate: float | None = None) -> None:
         self.rate = rate if rate is not None and math.isfinite(rate) and rate >= 0 else None
-        self._dense: tuple[datetime, int] | None = None
+        self._profile: _Profile | None = None
         self._measured = self.rate is not None
 
     def width(self, cursor: datetime, cap: int, window: timedelta, left: timedelta) -> timedelta:
         """The next search's width from ``cursor``: whole seconds, at least one, at most ``window`` and ``left``."""
-        widest = min(window, left)
-        rate = self.rate or 0.0
-        if self._dense is not None and cursor < self._dense[0]:
-            rate = max(rate, self._dense[1] / max((self._dense[0] - cursor).total_seconds(), 1.0))
-        if rate <= 0:
-            return widest
-        seconds = int(target_fill(cap) / rate)
-        return max(ONE_SECOND, min(widest, timedelta(seconds=seconds)))
+        widest = max(1, int(min(window, left).total_seconds()))
+        target, rate = target_fill(cap), self.rate or 0.0
+        profile = self._profile
+        if profile is None or cursor >= profile.end:
+            self._profile = None
+            seconds = widest if rate <= 0 else int(target / rate)
+            return timedelta(seconds=max(1, min(widest, seconds)))
+        offset, expected = int((cursor - profile.start).total_seconds()), 0.0
+        inside = profile.covers(offset)
+        for width in range(widest):
+            second = offset + width
+            if profile.covers(second) != inside:
+                # Stop where the answer's records begin or end: what lies beyond is a different density.
+                return timedelta(seconds=max(1, width))
+            expected += profile.counts[second] * profile.scale if inside else rate
+            if expected >= target:
+                return timedelta(seconds=max(1, width))
+        return timedelta(seconds=widest)
 
     def complete(self, start: datetime, end: datetime, count: int, cap: int) -> None:
         """A complete answer: ``count`` records in ``[start, end)``."""
+        profile = self._profile
+        if profile is not None and start < profile.end:
+            first, last = int((start - profile.start).total_seconds()), int((end - profile.start).total_seconds())
+            shown = sum(profile.counts[s] for s in range(max(first, profile.first), min(last, profile.last + 1)))
+            if shown and profile.covers(first) and profile.covers(last - 1):
+                profile.scale = max(1.0, count / shown)
         seen = count / max((end - start).total_seconds(), 1.0)
         if self.rate is None or count < target_fill(cap) / 4:
             # A clearly under-filled answer is not noise: the mail really is that sparse here.
@@ -64,9 +105,6 @@ class Density:
         else:
             self.rate = (self.rate + seen) / 2
         self._measured = True
-        if self._dense is not None:
-            until, at_least = self._dense
-            self._dense = (until, at_least - count) if end < until and count < at_least else None
 
     def capped(self, start: datetime, end: datetime, cap: int, received: Sequence[datetime]) -> None:
         """A capped answer: at least ``cap`` records in ``[start, end)``; ``received`` are the times it holds."""
@@ -75,16 +113,15 @@ class Density:
         # A window planned to fill most of the cap and found over it is a fluctuation; one planned blind may
         # hold any multiple of the cap: double (the least regret when nothing more is known).
         planned = self._measured and (self.rate or 0.0) * seconds >= cap / 2
-        estimate = at_least * (_OVERSHOOT if planned else 2.0)
-        inside = [r for r in received if start <= r < end]
-        if len(inside) >= 2:
-            span = (max(inside) - min(inside)).total_seconds() + 1.0
-            if span < _SPREAD * seconds:
-                # The answer covered only part of its window: as dense as that part, at least (a hint, never proof).
-                estimate = max(at_least * 1.05, cap / span)
-        self.rate = max(estimate, self.rate or 0.0)
+        self.rate = max(at_least * (_OVERSHOOT if planned else 2.0), self.rate or 0.0)
         self._measured = False
-        self._dense = (end, cap)
+        inside = [r for r in received if start <= r < end]
+        # A fluctuation needs no map; a window planned blind (a burst, a first search) does.
+        self._profile = _Profile(start, end, inside) if inside and not planned else None
+        if self._profile is not None and self._profile.scale == 1.0:
+            # The answer kept the records of one part of its window: the rest is likely as dense (a guess).
+            shown = (self._profile.last - self._profile.first + 1)
+            self.rate = max(self.rate, len(inside) / shown)
 
 
 class CapWatch:
