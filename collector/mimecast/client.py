@@ -178,7 +178,7 @@ class MimecastClient:
         if quota.limit is None or quota.remaining is None or response.status_code == 429:
             return
         was_pacing = self.gate.pacing
-        pacing = self.gate.observe(quota, self._cfg.quota_reserve.of(quota.limit))
+        pacing = self.gate.observe(quota, self._cfg.quota_reserve.of(quota.limit), self._cfg.max_rate_limit_wait)
         if pacing != was_pacing:
             event = "mimecast.quota_pacing_started" if pacing else "mimecast.quota_pacing_ended"
             self._log.info(event, remaining=quota.remaining, limit=quota.limit,

@@ -88,13 +88,14 @@ class RateGate:
         with self._lock:
             return max(0.0, self._open_at - self._clock())
 
-    def observe(self, quota: Quota, reserve: int) -> bool:
-        """Update the budget from an answer's headers; True when the reserve has been reached."""
+    def observe(self, quota: Quota, reserve: int, longest: float) -> bool:
+        """Update the budget from an answer's headers (a paced wait never exceeds ``longest`` seconds);
+        True when the reserve has been reached."""
         if quota.remaining is None:
             return False
         with self._lock:
             if quota.reset_s is not None:
-                self._refill_s = max(quota.reset_s, _MIN_REFILL_S)
+                self._refill_s = min(max(quota.reset_s, _MIN_REFILL_S), max(longest, _MIN_REFILL_S))
             others = max(0, self._in_flight - 1)
             self._budget = quota.remaining - reserve - others
             self.pacing = self._budget <= 0

@@ -38,6 +38,7 @@ class Fault:
     endpoint: str = "search"
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    retryable: bool = False
 
 
 @dataclass
@@ -165,7 +166,7 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self._send_raw(record, 200, b'{"meta": {"status": 200}, "data": [{"trackedEmails": [{"id": ')
             elif kind == "fail200":
                 self._send(record, 200, {"meta": {"status": 200}, "data": [], "fail": [{"errors": [
-                    {"code": fault.code, "message": "Simulated failure", "retryable": False}]}]})
+                    {"code": fault.code, "message": "Simulated failure", "retryable": fault.retryable}]}]})
             elif kind == "binding_expired":
                 self._send(record, 418, {"meta": {"status": 418}, "data": [], "fail": [{"errors": [
                     {"code": "err_xdk_binding_expired", "message": "The binding has expired", "retryable": False}]}]})

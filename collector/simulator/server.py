@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -86,6 +86,9 @@ class Simulator:
         self.order = order
         self.quota = quota
         self.send_date = send_date
+        self.end_inclusive = False
+        self.periodic: tuple[int, Fault] | None = None
+        self._answered: dict[str, int] = {}
         self._shuffle = random.Random(7)
         self.requests: deque[Recorded] = deque(maxlen=200_000)
         self._faults: list[tuple[Fault, int]] = []
@@ -144,8 +147,12 @@ class Simulator:
         return [r for r in list(self.requests) if r.path in SEARCH_PATHS]
 
     def take_fault(self, endpoint: str) -> Fault | None:
-        """Consume the next fault for ``endpoint``, if any."""
+        """Consume the next fault for ``endpoint``, if any (``periodic`` answers every n-th request so)."""
         with self._lock:
+            self._answered[endpoint] = self._answered.get(endpoint, 0) + 1
+            if self.periodic is not None and self.periodic[1].endpoint == endpoint \
+                    and self._answered[endpoint] % self.periodic[0] == 0:
+                return self.periodic[1]
             for i, (fault, times) in enumerate(self._faults):
                 if fault.endpoint == endpoint:
                     if times <= 1:
@@ -208,6 +215,8 @@ class Simulator:
                      sender_ip=options.get("senderIP"), message_id=item.get("messageId"))
         if not any((flt.from_, flt.to, flt.subject, flt.sender_ip, flt.message_id)):
             return 200, _fail("err_validation_blank", "Advanced Track And Trace Options or message ID must be given")
+        if self.end_inclusive:
+            end = end + timedelta(seconds=1)
         visible = self.flow.visible(flt, start, end, self.clock())
         if self.order == "oldest":
             kept = list(itertools.islice(visible, self.cap))
