@@ -111,8 +111,8 @@ class Poller:
     def _deliver(self, start: datetime, end: datetime, found: SearchResult, result: CycleResult, began: float) -> None:
         name = self.watch.name
         self._metrics.records_received.labels(name).inc(found.count)
-        seen = self._pipeline.state.watch(name).seen
-        fresh, keys, duplicates = [], set(), 0
+        seen = self._pipeline.state.known(name, [r.key for r in found.records])
+        fresh, keys, again, duplicates = [], set(), [], 0
         for record in sorted(found.records, key=lambda r: r.received):
             if self.watch.status and record.status not in self.watch.status:
                 continue
@@ -120,11 +120,14 @@ class Poller:
                 continue
             if record.key in seen or record.key in keys:
                 duplicates += 1
+                if record.key in seen:
+                    again.append(record.key)
                 continue
             keys.add(record.key)
             fresh.append(record)
         self._pipeline.deliver(Chunk(watch=name, records=fresh, invalid=found.invalid, watermark=end,
-                                     horizon=end - self._cfg.overlap, fetched_at=datetime.now(timezone.utc)))
+                                     horizon=end - self._cfg.overlap, fetched_at=datetime.now(timezone.utc),
+                                     seen_again=again))
         self._metrics.duplicates.labels(name).inc(duplicates)
         result.records += found.count
         result.shipped += len(fresh)

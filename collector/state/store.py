@@ -1,0 +1,405 @@
+"""The durable checkpoint: an SQLite database committed once per chunk, with only what changed.
+
+Per watch it holds the watermark, the density estimate and where its last
+chunk let keys be forgotten; per output the committed mark; and one shared
+set of ``(mimecast id, status)`` keys already in every output, each with the
+end of the last chunk that found it. Keys are forgotten once every configured
+watch has moved past them (by its overlap), so a message found by two watches
+reaches each output once, shipped by the first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from collector.errors import StateError, StateLockedError
+from collector.state.opening import connect
+from collector.state.schema import digest, digests, from_iso, to_iso
+
+__all__ = ["Advance", "OutputMark", "StateStore", "WatchState"]
+
+Key = tuple[str, str]
+# Nothing older than Mimecast's 30-day retention can be searched again, so no watch holds keys back further.
+_HOLD_LIMIT = timedelta(days=30)
+_BATCH = 500
+
+
+@dataclass
+class WatchState:
+    """Progress of one watch: everything received before ``watermark`` is shipped.
+
+    ``remembered_from``: the keys this watch may meet again are complete for
+    everything last seen at or after it (``None``: nothing was ever forgotten).
+    It never moves back, and never passes the watermark.
+    """
+
+    watermark: datetime | None = None
+    density: float | None = None
+    remembered_from: datetime | None = None
+    horizon: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OutputMark:
+    """How much of a file output is committed: its inode and length."""
+
+    path: str
+    inode: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Advance:
+    """What one delivered chunk commits, in one transaction."""
+
+    watch: str
+    watermark: datetime
+    horizon: datetime
+    new_keys: Sequence[Key] = ()
+    seen_again: Sequence[Key] = ()
+    density: float | None = None
+    marks: Mapping[str, OutputMark] = field(default_factory=dict)
+
+
+class StateStore:
+    """Opens, locks, checks and commits the checkpoint database.
+
+    Thread-safe: every method takes the store's lock, so pollers may ask
+    :meth:`known` while the pipeline commits.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.outputs: dict[str, OutputMark] = {}
+        self._watches: dict[str, WatchState] = {}
+        self._ids: dict[str, int] = {}
+        self._active: set[str] | None = None
+        self._pruned_at: int | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._sync = ""
+        self._lock_fd: int | None = None
+        self._mutex = threading.RLock()
+        self.read_only = False
+
+    def open(self, *, lock: bool = True) -> StateStore:
+        """Take the lock and open (creating or migrating) the database; ``lock=False`` opens it read-only.
+
+        Raises:
+            StateLockedError: another instance holds the lock.
+            StateCorruptError: the file is not a checkpoint this version can read.
+            StateError: the folder or file cannot be created or read.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        except OSError as exc:
+            raise StateError(f"cannot create the state folder {self.path.parent}: {exc.strerror}") from None
+        if lock:
+            self._lock()
+        try:
+            self._conn = connect(self.path, read_only=not lock, in_use=not lock and self.holder() is not None)
+            self.read_only = not lock
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def holder(self) -> int | None:
+        """The pid of the collector holding the lock, or ``None`` when no collector runs on this state."""
+        try:
+            fd = os.open(self._lock_path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else None
+        else:
+            return None
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close the database (its write-ahead log is folded in) and release the lock."""
+        with self._mutex:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except sqlite3.Error:
+                    pass
+                self._conn = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def prepare(self, names: Iterable[str]) -> None:
+        """Create the state of every configured watch before any poll runs.
+
+        Only these watches hold keys back from being forgotten; a watch
+        removed from the configuration no longer does.
+        """
+        with self._mutex:
+            self._active = set(names)
+            for name in self._active:
+                self._watches.setdefault(name, WatchState())
+
+    def watch(self, name: str) -> WatchState:
+        """The state of watch ``name`` (created empty on first use); updated in place by each commit."""
+        with self._mutex:
+            state = self._watches.get(name)
+            if state is None:
+                state = self._watches[name] = WatchState()
+            return state
+
+    def watch_names(self) -> list[str]:
+        """Every watch the checkpoint knows, configured or not."""
+        with self._mutex:
+            return sorted(self._watches)
+
+    def known(self, watch: str, keys: Iterable[Key]) -> set[Key]:
+        """Which of ``keys`` are already in every output (shipped by any watch) or set aside.
+
+        ``watch`` is the asking watch: a key another watch shipped first is
+        known to it as well, so each output holds one event per key.
+        """
+        wanted = digests(keys)
+        found: set[Key] = set()
+        if not wanted:
+            return found
+        stored = list(wanted)
+        with self._mutex:
+            conn = self._require()
+            try:
+                for i in range(0, len(stored), _BATCH):
+                    batch = stored[i:i + _BATCH]
+                    rows = conn.execute(f"SELECT key FROM keys WHERE key IN ({','.join('?' * len(batch))})", batch)
+                    found.update(wanted[row[0]] for row in rows)
+            except sqlite3.Error as exc:
+                raise StateError(f"cannot read the state file {self.path}: {exc}") from None
+        return found
+
+    def remembered(self, watch: str) -> int:
+        """How many remembered keys ``watch`` shipped first."""
+        with self._mutex:
+            watch_id = self._ids.get(watch)
+            if watch_id is None:
+                return 0
+            return self._require().execute("SELECT count(*) FROM keys WHERE watch = ?", (watch_id,)).fetchone()[0]
+
+    def commit(self, advance: Advance) -> None:
+        """Commit one chunk: new and refreshed keys, forgotten keys, watermark and output marks, atomically.
+
+        Memory changes only once the database has committed, so after any
+        failure both still hold the previous checkpoint.
+
+        Raises:
+            StateError: the database could not be written; nothing of ``advance`` is committed.
+        """
+        with self._mutex:
+            conn = self._require()
+            state = self.watch(advance.watch)
+            watermark = advance.watermark if state.watermark is None else max(state.watermark, advance.watermark)
+            seen_at = int(advance.watermark.timestamp())
+            prune = self._prune_point(advance.watch, advance.horizon)
+            marks = {n: m for n, m in advance.marks.items() if self.outputs.get(n) != m}
+            # A commit that adds nothing to any output may be lost to a power cut without harm (the chunk is
+            # searched again); one that covers new output data is synced before the call returns.
+            self._begin("FULL" if advance.new_keys or marks else "NORMAL")
+            try:
+                watch_id = self._watch_row(advance.watch)
+                conn.execute("UPDATE watches SET watermark = ?, horizon = ?, density = coalesce(?, density) "
+                             "WHERE id = ?", (to_iso(watermark), int(advance.horizon.timestamp()), advance.density,
+                                              watch_id))
+                conn.executemany("INSERT INTO keys (key, watch, last_seen) VALUES (?, ?, ?) ON CONFLICT (key) "
+                                 "DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
+                                 [(digest(k), watch_id, seen_at) for k in advance.new_keys])
+                conn.executemany("UPDATE keys SET last_seen = ? WHERE key = ? AND last_seen < ?",
+                                 [(seen_at, digest(k), seen_at) for k in advance.seen_again])
+                if prune is not None:
+                    conn.execute("DELETE FROM keys WHERE last_seen < ?", (prune,))
+                    conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_at', ?)", (prune,))
+                self._write_marks(marks)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                self._rollback()
+                if isinstance(exc, (sqlite3.Error, OSError)):
+                    raise StateError(f"cannot write the state file {self.path}: {exc}") from None
+                raise
+            self._ids[advance.watch] = watch_id
+            state.watermark, state.horizon = watermark, advance.horizon
+            if advance.density is not None:
+                state.density = advance.density
+            self.outputs.update(marks)
+            if prune is not None:
+                self._pruned_at = prune
+            self._refresh_remembered()
+
+    def record_marks(self, marks: Mapping[str, OutputMark]) -> None:
+        """Commit output marks alone (on start and after a reopen); unchanged marks are not written.
+
+        Raises:
+            StateError: the database could not be written.
+        """
+        with self._mutex:
+            changed = {n: m for n, m in marks.items() if self.outputs.get(n) != m}
+            if not changed:
+                return
+            self._begin("FULL")
+            try:
+                self._write_marks(changed)
+                self._require().execute("COMMIT")
+            except BaseException as exc:
+                self._rollback()
+                if isinstance(exc, (sqlite3.Error, OSError)):
+                    raise StateError(f"cannot write the state file {self.path}: {exc}") from None
+                raise
+            self.outputs.update(changed)
+
+    def reset(self, watch: str | None = None) -> bool:
+        """Forget one watch's progress, or every watch's progress and every key; False if ``watch`` is unknown.
+
+        Keys stay when one watch is reset: they record what the outputs hold.
+
+        Raises:
+            StateError: the database could not be written.
+        """
+        with self._mutex:
+            if watch is not None and watch not in self._ids:
+                return False
+            self._begin("FULL")
+            try:
+                conn = self._require()
+                if watch is None:
+                    conn.execute("DELETE FROM keys")
+                    conn.execute("DELETE FROM watches")
+                    conn.execute("DELETE FROM meta WHERE name = 'pruned_at'")
+                else:
+                    conn.execute("UPDATE watches SET watermark = NULL, horizon = NULL, density = NULL WHERE id = ?",
+                                 (self._ids[watch],))
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                self._rollback()
+                if isinstance(exc, (sqlite3.Error, OSError)):
+                    raise StateError(f"cannot write the state file {self.path}: {exc}") from None
+                raise
+            if watch is None:
+                self._watches.clear()
+                self._ids.clear()
+                self._pruned_at = None
+            else:
+                self._watches[watch] = WatchState()
+            self._refresh_remembered()
+            return True
+
+    @property
+    def _lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def _require(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateError(f"the state file {self.path} is not open")
+        return self._conn
+
+    def _begin(self, sync: str) -> None:
+        conn = self._require()
+        if self.read_only:
+            raise StateError(f"the state file {self.path} is open read-only")
+        try:
+            if sync != self._sync:
+                conn.execute(f"PRAGMA synchronous = {sync}")
+                self._sync = sync
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the state file {self.path}: {exc}") from None
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def _watch_row(self, name: str) -> int:
+        conn = self._require()
+        watch_id = self._ids.get(name)
+        if watch_id is None:
+            conn.execute("INSERT INTO watches (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (name,))
+            watch_id = conn.execute("SELECT id FROM watches WHERE name = ?", (name,)).fetchone()[0]
+        return watch_id
+
+    def _write_marks(self, marks: Mapping[str, OutputMark]) -> None:
+        self._require().executemany("INSERT OR REPLACE INTO outputs (name, path, inode, size) VALUES (?, ?, ?, ?)",
+                                    [(n, _text(m.path), m.inode, m.size) for n, m in marks.items()])
+
+    def _prune_point(self, committing: str, horizon: datetime) -> int | None:
+        """Where keys may be forgotten: no configured watch will search before it again (by its overlap)."""
+        names = self._active if self._active is not None else set(self._watches)
+        horizons = [s.horizon for n, s in self._watches.items() if n in names and n != committing
+                    and s.horizon is not None and s.watermark is not None]
+        horizons.append(horizon)
+        point = max(min(horizons), max(horizons) - _HOLD_LIMIT)
+        seconds = int(point.timestamp())
+        return seconds if self._pruned_at is None or seconds > self._pruned_at else None
+
+    def _refresh_remembered(self) -> None:
+        pruned = datetime.fromtimestamp(self._pruned_at, timezone.utc) if self._pruned_at is not None else None
+        for state in self._watches.values():
+            if state.watermark is None:
+                state.remembered_from = None
+            elif pruned is not None:
+                state.remembered_from = min(pruned, state.watermark)
+
+    def _load(self) -> None:
+        conn = self._require()
+        for watch_id, name, watermark, horizon, density in conn.execute(
+                "SELECT id, name, watermark, horizon, density FROM watches"):
+            self._ids[name] = watch_id
+            self._watches[name] = WatchState(
+                watermark=from_iso(watermark), density=density,
+                horizon=datetime.fromtimestamp(horizon, timezone.utc) if horizon is not None else None)
+        for name, path, inode, size in conn.execute("SELECT name, path, inode, size FROM outputs"):
+            self.outputs[name] = OutputMark(_untext(path), inode, size)
+        row = conn.execute("SELECT value FROM meta WHERE name = 'pruned_at'").fetchone()
+        self._pruned_at = int(row[0]) if row is not None else None
+        self._refresh_remembered()
+
+    def _lock(self) -> None:
+        lock_path = self._lock_path
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(f"cannot open the lock file {lock_path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StateLockedError(
+                f"the state file {self.path} is in use by another mimecast-collector (pid {holder}); "
+                "stop it first, or give each instance its own collection.state_file") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+
+def _text(path: str) -> str | bytes:
+    """A path as SQLite can store it: text, or its bytes when it holds undecodable characters."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def _untext(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
