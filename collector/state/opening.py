@@ -64,7 +64,10 @@ def connect(path: Path, *, read_only: bool, in_use: bool = True) -> sqlite3.Conn
             if read_only:
                 conn.close()
                 return _fresh(sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False))
+            _use_wal(conn, path)
             _fresh(conn)
+        elif not read_only:
+            _use_wal(conn, path)
     except BaseException:
         conn.close()
         raise
@@ -91,16 +94,16 @@ def _open(path: Path, read_only: bool) -> sqlite3.Connection:
                                    timeout=_BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
         raise StateError(f"cannot open the state file {path}: {exc}") from None
-    try:
-        if not read_only:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                raise StateError(f"the state file {path} cannot use write-ahead logging (journal mode {mode})")
-        conn.execute("PRAGMA foreign_keys = OFF")
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise StateCorruptError(f"the state file {path} is corrupt ({exc}); {RESET_HINT}") from None
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise StateCorruptError(f"the state file {path} is corrupt ({exc}); {RESET_HINT}") from None
+    if mode != "wal":
+        raise StateError(f"the state file {path} cannot use write-ahead logging (journal mode {mode})")
 
 
 def _fresh(conn: sqlite3.Connection) -> sqlite3.Connection:
