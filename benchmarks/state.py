@@ -65,41 +65,68 @@ def _raw(i: int, when: datetime) -> dict[str, object]:
             "attachments": False, "spamScore": 0, "detectionLevel": "relaxed"}
 
 
-def commit_cost(n: int, folder: Path) -> CommitCost:
-    """Fill a store with ``n`` keys, then time ``MEASURED`` steady-state chunks of ``CHUNK`` events."""
-    store = StateStore(folder / "state.json").open()
-    store.prepare(["bench"])
-    fills = n // CHUNK
-    overlap = timedelta(seconds=fills)  # one second per chunk: each new chunk forgets the oldest one
-    for c in range(fills):
-        end = T0 + timedelta(seconds=c + 1)
-        store.commit(Advance("bench", end, end - overlap - timedelta(seconds=1),
-                             new_keys=[(f"fill-{c}-{i}", "delivered") for i in range(CHUNK)]))
-    metrics = Metrics(CollectorRegistry(), process=False)
-    pipeline = Pipeline([Output("file", build_formatter("raw", {}), FileSink("file", folder / "out.ndjson"))],
-                        store, dead_letter=folder / "dead.ndjson", metrics=metrics)
-    pipeline.reconcile()
-    store_ms, chunk_ms = [], []
-    for m in range(MEASURED):
-        end = T0 + timedelta(seconds=fills + m + 1)
-        records = [parse_tracked_email(_raw(m * CHUNK + i, end - timedelta(seconds=1))) for i in range(CHUNK)]
-        chunk = Chunk("bench", records, (), end, end - overlap, end)
-        if m % 2:
-            started = time.perf_counter()
-            pipeline.deliver(chunk)
-            chunk_ms.append((time.perf_counter() - started) * 1000)
-        else:
-            started = time.perf_counter()
-            store.known("bench", [r.key for r in records])
-            store.commit(Advance("bench", end, end - overlap, new_keys=[r.key for r in records]))
-            store_ms.append((time.perf_counter() - started) * 1000)
-    remembered = store.remembered("bench")
-    pipeline.close()
-    store.close()
-    assert abs(remembered - n) <= 2 * CHUNK, f"steady state drifted: {remembered} keys for {n}"
-    size = (folder / "state.json").stat().st_size
-    return CommitCost(n, statistics.fmean(store_ms), statistics.median(store_ms), statistics.fmean(chunk_ms),
-                      statistics.median(chunk_ms), size)
+class _Filled:
+    """A checkpoint holding ``n`` keys, with a pipeline delivering to one file output."""
+
+    def __init__(self, n: int, folder: Path) -> None:
+        self.n, self.folder = n, folder
+        self.store = StateStore(folder / "state.json").open()
+        self.store.prepare(["bench"])
+        self.fills = n // CHUNK
+        self.overlap = timedelta(seconds=self.fills)  # one second per chunk: each new chunk forgets the oldest
+        for c in range(self.fills):
+            end = T0 + timedelta(seconds=c + 1)
+            self.store.commit(Advance("bench", end, end - self.overlap - timedelta(seconds=1),
+                                      new_keys=[(f"fill-{c}-{i}", "delivered") for i in range(CHUNK)]))
+        metrics = Metrics(CollectorRegistry(), process=False)
+        self.pipeline = Pipeline([Output("file", build_formatter("raw", {}), FileSink("file", folder / "out.ndjson"))],
+                                 self.store, dead_letter=folder / "dead.ndjson", metrics=metrics)
+        self.pipeline.reconcile()
+        self.step = 0
+        self.store_ms: list[float] = []
+        self.chunk_ms: list[float] = []
+
+    def next_records(self) -> tuple[datetime, list]:
+        self.step += 1
+        end = T0 + timedelta(seconds=self.fills + self.step)
+        return end, [parse_tracked_email(_raw(self.step * CHUNK + i, end - timedelta(seconds=1)))
+                     for i in range(CHUNK)]
+
+    def store_chunk(self) -> None:
+        end, records = self.next_records()
+        started = time.perf_counter()
+        self.store.known("bench", [r.key for r in records])
+        self.store.commit(Advance("bench", end, end - self.overlap, new_keys=[r.key for r in records]))
+        self.store_ms.append((time.perf_counter() - started) * 1000)
+
+    def whole_chunk(self) -> None:
+        end, records = self.next_records()
+        started = time.perf_counter()
+        self.pipeline.deliver(Chunk("bench", records, (), end, end - self.overlap, end))
+        self.chunk_ms.append((time.perf_counter() - started) * 1000)
+
+    def finish(self) -> CommitCost:
+        remembered = self.store.remembered("bench")
+        self.pipeline.close()
+        self.store.close()
+        assert abs(remembered - self.n) <= 2 * CHUNK, f"steady state drifted: {remembered} keys for {self.n}"
+        return CommitCost(self.n, statistics.fmean(self.store_ms), statistics.median(self.store_ms),
+                          statistics.fmean(self.chunk_ms), statistics.median(self.chunk_ms),
+                          (self.folder / "state.json").stat().st_size)
+
+
+def commit_costs(sizes: tuple[int, ...], folder: Path) -> list[CommitCost]:
+    """Fill one checkpoint per size, then time steady-state chunks, taking turns so that a noisy
+    machine slows every size alike."""
+    filled = []
+    for n in sizes:
+        (folder / str(n)).mkdir()
+        filled.append(_Filled(n, folder / str(n)))
+    for _ in range(MEASURED // 2):
+        for f in filled:
+            f.store_chunk()
+            f.whole_chunk()
+    return [f.finish() for f in filled]
 
 
 def busy_day(watches: int, messages: int, polls: int, folder: Path) -> list[tuple[int, int, float, float, int]]:
@@ -161,10 +188,8 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("error", "json")
     if args.part in ("commit", "all"):
-        costs = []
-        for n in (1_000, 100_000, 1_000_000):
-            with tempfile.TemporaryDirectory() as tmp:
-                costs.append(commit_cost(n, Path(tmp)))
+        with tempfile.TemporaryDirectory() as tmp:
+            costs = commit_costs((1_000, 100_000, 1_000_000), Path(tmp))
         base = costs[0]
         print(f"Checkpoint cost per chunk of {CHUNK} events ({MEASURED // 2} chunks each way, ms)")
         print("| keys remembered | store: known + commit, mean | median | vs 1,000 | whole chunk (file + commit), "

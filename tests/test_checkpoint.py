@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +19,8 @@ from structlog.testing import capture_logs
 
 from collector.daemon import Collector
 from collector.simulator import Fault, Filter, MailFlow, Simulator
-from tests.conftest import DATA, make_config
+from collector.state import Advance, StateStore
+from tests.conftest import DATA, config_dict, make_config, run_cli, write_config
 from tests.statedb import read_state
 
 FLT = Filter(to="example.com")
@@ -220,3 +223,57 @@ def test_a_chunk_with_nothing_new_writes_next_to_nothing(big: Simulator, tmp_pat
     assert quiet.ok and quiet.shipped == 0 and quiet.duplicates == first.shipped
     assert (out.stat().st_size, out.stat().st_mtime_ns) == (size, mtime)
     assert written < 20_000, f"{written} bytes written for a chunk that changed only the watermark"
+
+
+def _foreign_sqlite(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.commit()
+    conn.close()
+
+
+def _truncated_database(path: Path) -> None:
+    store = StateStore(path).open()
+    for i in range(30):
+        end = T0 + timedelta(minutes=i)
+        store.commit(Advance("inbound", end, end - timedelta(hours=1),
+                             new_keys=[(f"id-{i}-{n}", "held") for n in range(200)]))
+    store.close()
+    os.truncate(path, path.stat().st_size // 3)
+
+
+@pytest.mark.parametrize("damage", [_foreign_sqlite, _truncated_database,
+                                    lambda p: p.write_bytes(os.urandom(20_000))],
+                         ids=["foreign-sqlite", "truncated", "random-bytes"])
+def test_an_unreadable_database_stops_the_start_and_reset_moves_it_aside(sim: Simulator, tmp_path: Path,
+                                                                        damage: Any) -> None:
+    """Exit 65 with the reset hint; `state reset` keeps the file aside; the next run starts afresh."""
+    cfg = write_config(tmp_path, config_dict(sim, tmp_path))
+    path = tmp_path / "state.json"
+    damage(path)
+    content = path.read_bytes()
+    result = run_cli("once", "-c", str(cfg))
+    assert result.returncode == 65 and "mimecast-collector state reset" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and path.read_bytes() == content
+    assert run_cli("state", "show", "-c", str(cfg)).returncode == 65
+    assert run_cli("state", "reset", "-c", str(cfg)).returncode == 0
+    (aside,) = tmp_path.glob("state.json.corrupt-*")
+    assert aside.read_bytes() == content
+    assert run_cli("once", "-c", str(cfg)).returncode == 0
+
+
+def test_state_show_reads_while_the_collector_holds_the_state(sim: Simulator, tmp_path: Path,
+                                                              now: datetime) -> None:
+    """`state show` runs while another process holds the lock and keeps committing; it sees the latest commit."""
+    cfg = write_config(tmp_path, config_dict(sim, tmp_path))
+    holder = StateStore(tmp_path / "state.json").open()
+    try:
+        holder.commit(Advance("inbound", now, now - timedelta(minutes=10), new_keys=[("a", "held")]))
+        shown = run_cli("state", "show", "-c", str(cfg), timeout=60)
+        holder.commit(Advance("inbound", now + timedelta(minutes=1), now - timedelta(minutes=9)))
+    finally:
+        holder.close()
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)["watches"]["inbound"]
+    assert view["watermark"] == now.isoformat() and view["remembered_keys"] == 1
+    assert view["remembered_from"] == (now - timedelta(minutes=10)).isoformat()
