@@ -35,6 +35,7 @@ class FileSink:
         self._inode = 0
         self._committed = 0
         self._dirty = False
+        self._marked: int | None = None
         self._log = structlog.get_logger("collector.sinks.file").bind(output=name)
         self._open()
 
@@ -90,15 +91,20 @@ class FileSink:
 
     def mark(self) -> OutputMark | None:
         """The current inode and length, to be recorded as committed."""
-        return OutputMark(str(self.path), self._inode, self._size()) if self._regular else None
+        if not self._regular:
+            return None
+        self._marked = self._size()
+        return OutputMark(str(self.path), self._inode, self._marked)
 
     def committed(self) -> None:
-        """Everything now in the file is covered by the checkpoint."""
+        """The checkpoint now covers everything up to the last mark (no system call: this cannot fail)."""
         if self._regular:
-            self._committed = self._size()
+            self._committed = self._marked if self._marked is not None else self._size()
+            self._marked = None
 
     def rollback(self) -> None:
         """Truncate back to the last committed length."""
+        self._marked = None
         try:
             if self._regular and self._fd is not None and self._size() > self._committed:
                 self._truncate(self._committed)
@@ -107,6 +113,7 @@ class FileSink:
 
     def reopen(self) -> None:
         """Close and open the path again (logrotate moved the file away)."""
+        self._marked = None
         self.close()
         self._open()
         self.committed()

@@ -9,6 +9,7 @@ its place, so a crash at any point leaves either the old file or the new one.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 from urllib.parse import quote
@@ -135,7 +136,10 @@ def _legacy(path: Path, read_only: bool) -> sqlite3.Connection:
             conn.close()
         backup = legacy_backup(path)
         backup.unlink(missing_ok=True)
-        os.link(path, backup)
+        try:
+            os.link(path, backup)
+        except OSError:
+            shutil.copy2(path, backup)  # a file system without hard links
         os.replace(tmp, path)
         _sync_folder(path.parent)
     except (OSError, sqlite3.Error) as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from collector.errors import StateCorruptError
 
-__all__ = ["APPLICATION_ID", "RESET_HINT", "SCHEMA_VERSION", "create_schema", "digest", "from_iso", "to_iso",
+__all__ = ["APPLICATION_ID", "RESET_HINT", "SCHEMA_VERSION", "create_schema", "digest", "digests", "from_iso", "to_iso",
            "verify"]
 
 # "MCCS": mimecast-collector checkpoint store.

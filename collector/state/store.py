@@ -10,62 +10,24 @@ reaches each output once, shipped by the first.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from collector.errors import StateError, StateLockedError
+from collector.errors import StateError
+from collector.state.lock import lock_holder, take_lock
+from collector.state.model import Advance, Key, OutputMark, WatchState
 from collector.state.opening import connect
 from collector.state.schema import digest, digests, from_iso, to_iso
 
 __all__ = ["Advance", "OutputMark", "StateStore", "WatchState"]
 
-Key = tuple[str, str]
 # Nothing older than Mimecast's 30-day retention can be searched again, so no watch holds keys back further.
 _HOLD_LIMIT = timedelta(days=30)
 _BATCH = 500
-
-
-@dataclass
-class WatchState:
-    """Progress of one watch: everything received before ``watermark`` is shipped.
-
-    ``remembered_from``: the keys this watch may meet again are complete for
-    everything last seen at or after it (``None``: nothing was ever forgotten).
-    It never moves back, and never passes the watermark.
-    """
-
-    watermark: datetime | None = None
-    density: float | None = None
-    remembered_from: datetime | None = None
-    horizon: datetime | None = None
-
-
-@dataclass(frozen=True)
-class OutputMark:
-    """How much of a file output is committed: its inode and length."""
-
-    path: str
-    inode: int
-    size: int
-
-
-@dataclass(frozen=True)
-class Advance:
-    """What one delivered chunk commits, in one transaction."""
-
-    watch: str
-    watermark: datetime
-    horizon: datetime
-    new_keys: Sequence[Key] = ()
-    seen_again: Sequence[Key] = ()
-    density: float | None = None
-    marks: Mapping[str, OutputMark] = field(default_factory=dict)
 
 
 class StateStore:
@@ -101,7 +63,7 @@ class StateStore:
         except OSError as exc:
             raise StateError(f"cannot create the state folder {self.path.parent}: {exc.strerror}") from None
         if lock:
-            self._lock()
+            self._lock_fd = take_lock(self._lock_path, self.path)
         try:
             self._conn = connect(self.path, read_only=not lock, in_use=not lock and self.holder() is not None)
             self.read_only = not lock
@@ -113,19 +75,7 @@ class StateStore:
 
     def holder(self) -> int | None:
         """The pid of the collector holding the lock, or ``None`` when no collector runs on this state."""
-        try:
-            fd = os.open(self._lock_path, os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else None
-        else:
-            return None
-        finally:
-            os.close(fd)
+        return lock_holder(self._lock_path)
 
     def close(self) -> None:
         """Close the database (its write-ahead log is folded in) and release the lock."""
@@ -372,25 +322,6 @@ class StateStore:
         self._pruned_at = int(row[0]) if row is not None else None
         self._refresh_remembered()
 
-    def _lock(self) -> None:
-        lock_path = self._lock_path
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StateError(f"cannot open the lock file {lock_path}: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise StateLockedError(
-                f"the state file {self.path} is in use by another mimecast-collector (pid {holder}); "
-                "stop it first, or give each instance its own collection.state_file") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
-
-
 def _text(path: str) -> str | bytes:
     """A path as SQLite can store it: text, or its bytes when it holds undecodable characters."""
     try:
@@ -402,4 +333,3 @@ def _text(path: str) -> str | bytes:
 
 def _untext(value: str | bytes) -> str:
     return os.fsdecode(value) if isinstance(value, bytes) else value
-
