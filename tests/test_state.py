@@ -153,6 +153,18 @@ def test_the_slowest_configured_watch_holds_keys_and_a_removed_one_does_not(tmp_
     assert again.known("fast", [("k", "held")]) == set()
 
 
+def test_a_configured_watch_that_never_committed_holds_keys(tmp_path: Path) -> None:
+    """A new watch will search back its initial lookback: until its first commit nothing it may meet is forgotten."""
+    store = StateStore(tmp_path / "state.json").open()
+    store.prepare(["old", "new"])
+    store.commit(advance("old", T, new_keys=[("k", "held")]))
+    store.commit(advance("old", T + 120 * M))
+    assert store.known("new", [("k", "held")]) == {("k", "held")}
+    store.commit(advance("new", T + 120 * M))
+    store.commit(advance("old", T + 121 * M))
+    assert store.known("new", [("k", "held")]) == set()
+
+
 def test_a_failed_commit_changes_nothing_in_memory_or_on_disk(tmp_path: Path) -> None:
     """Any exception inside the transaction (here not a StateError) rolls it back; memory keeps the old state."""
     store = StateStore(tmp_path / "state.json").open()

@@ -291,12 +291,16 @@ class StateStore:
                                     [(n, _text(m.path), m.inode, m.size) for n, m in marks.items()])
 
     def _prune_point(self, committing: str, horizon: datetime) -> int | None:
-        """Where keys may be forgotten: no configured watch will search before it again (by its overlap)."""
+        """Where keys may be forgotten: no configured watch will search before it again (by its overlap).
+
+        A configured watch that has not committed yet (new, or reset) will search back from its
+        ``initial_lookback``: until it has, keys are held back as far as the retention limit allows.
+        """
         names = self._active if self._active is not None else set(self._watches)
-        horizons = [s.horizon for n, s in self._watches.items() if n in names and n != committing
-                    and s.horizon is not None and s.watermark is not None]
-        horizons.append(horizon)
-        point = max(min(horizons), max(horizons) - _HOLD_LIMIT)
+        others = [self._watches[n].horizon if n in self._watches else None for n in names if n != committing]
+        latest = max([horizon, *(h for h in others if h is not None)])
+        oldest = None if None in others else min([horizon, *others])  # type: ignore[type-var]
+        point = latest - _HOLD_LIMIT if oldest is None else max(oldest, latest - _HOLD_LIMIT)
         seconds = int(point.timestamp())
         return seconds if self._pruned_at is None or seconds > self._pruned_at else None
 
