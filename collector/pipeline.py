@@ -107,9 +107,9 @@ class Pipeline:
             rendered, shipped, unformattable = self._render([Event(r, chunk.watch, chunk.fetched_at)
                                                              for r in records])
             invalid = [*chunk.invalid, *unformattable]
-            invalid_keys = {invalid_key(raw): (e, raw) for e, raw in invalid}
+            invalid_keys = [invalid_key(raw) for _e, raw in invalid]
             set_aside = self.state.known(chunk.watch, invalid_keys)
-            fresh_invalid = [v for k, v in invalid_keys.items() if k not in set_aside]
+            fresh_invalid = [v for k, v in zip(invalid_keys, invalid) if k not in set_aside]
             try:
                 for out in self.outputs:
                     self._write(out, rendered[out.name])
@@ -117,7 +117,7 @@ class Pipeline:
                 marks = {out.name: mark for out in self.outputs if (mark := out.sink.mark()) is not None}
                 self.state.commit(Advance(
                     chunk.watch, chunk.watermark, chunk.horizon,
-                    new_keys=[*shipped, *(k for k in invalid_keys if k not in set_aside)],
+                    new_keys=[*shipped, *{k for k in invalid_keys if k not in set_aside}],
                     seen_again=[*chunk.seen_again, *repeats, *set_aside], density=chunk.density, marks=marks))
             except BaseException as exc:
                 # Whatever went wrong, nothing of this chunk may stay in a file the checkpoint does not cover.
