@@ -187,6 +187,9 @@ def test_keys_that_are_not_valid_unicode_are_stored(tmp_path: Path) -> None:
     keys = [("\ud800", "held"), ("id", "\udfff"), ("\ud800x", "held")]
     store.commit(advance("w", T, new_keys=keys[:2]))
     assert store.known("w", keys) == set(keys[:2])
+    store.record_marks({"odd": OutputMark("/var/log/\udcff.ndjson", 7, 8)})  # an undecodable file name
+    store.close()
+    assert StateStore(tmp_path / "state.json").open().outputs["odd"] == OutputMark("/var/log/\udcff.ndjson", 7, 8)
 
 
 def test_reading_while_the_collector_commits(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ application id, a newer version or a failing ``PRAGMA quick_check`` is refused.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -15,8 +16,8 @@ from pathlib import Path
 
 from collector.errors import StateCorruptError
 
-__all__ = ["APPLICATION_ID", "RESET_HINT", "SCHEMA_VERSION", "create_schema", "digest", "digests", "from_iso", "to_iso",
-           "verify"]
+__all__ = ["APPLICATION_ID", "RESET_HINT", "SCHEMA_VERSION", "create_schema", "digest", "digests", "from_iso",
+           "stored_path", "stored_path_text", "to_iso", "verify"]
 
 # "MCCS": mimecast-collector checkpoint store.
 APPLICATION_ID = int.from_bytes(b"MCCS", "big")
@@ -114,3 +115,17 @@ def to_iso(value: datetime | None) -> str | None:
 def from_iso(value: str | None) -> datetime | None:
     """A stored watermark back as an aware UTC datetime."""
     return datetime.fromisoformat(value).astimezone(timezone.utc) if value is not None else None
+
+
+def stored_path(path: str) -> str | bytes:
+    """A path as SQLite can store it: text, or its bytes when it holds undecodable characters."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def stored_path_text(value: str | bytes) -> str:
+    """A stored path back as text."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value

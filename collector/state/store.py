@@ -13,20 +13,20 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 from collector.errors import StateError
+from collector.state.forgetting import prune_point, remembered_from
 from collector.state.lock import lock_holder, take_lock
 from collector.state.model import Advance, Key, OutputMark, WatchState
 from collector.state.opening import connect
-from collector.state.schema import digest, digests, from_iso, to_iso
+from collector.state.schema import digest, digests, from_iso, stored_path, stored_path_text, to_iso
 
 __all__ = ["Advance", "OutputMark", "StateStore", "WatchState"]
 
-# Nothing older than Mimecast's 30-day retention can be searched again, so no watch holds keys back further.
-_HOLD_LIMIT = timedelta(days=30)
 _BATCH = 500
 
 
@@ -162,8 +162,7 @@ class StateStore:
             marks = {n: m for n, m in advance.marks.items() if self.outputs.get(n) != m}
             # A commit that adds nothing to any output may be lost to a power cut without harm (the chunk is
             # searched again); one that covers new output data is synced before the call returns.
-            self._begin("FULL" if advance.new_keys or marks else "NORMAL")
-            try:
+            with self._transaction("FULL" if advance.new_keys or marks else "NORMAL"):
                 watch_id = self._watch_row(advance.watch)
                 conn.execute("UPDATE watches SET watermark = ?, horizon = ?, density = coalesce(?, density) "
                              "WHERE id = ?", (to_iso(watermark), int(advance.horizon.timestamp()), advance.density,
@@ -177,12 +176,6 @@ class StateStore:
                     conn.execute("DELETE FROM keys WHERE last_seen < ?", (prune,))
                     conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_at', ?)", (prune,))
                 self._write_marks(marks)
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                self._rollback()
-                if isinstance(exc, (sqlite3.Error, OSError)):
-                    raise StateError(f"cannot write the state file {self.path}: {exc}") from None
-                raise
             self._ids[advance.watch] = watch_id
             state.watermark, state.horizon = watermark, advance.horizon
             if advance.density is not None:
@@ -202,15 +195,8 @@ class StateStore:
             changed = {n: m for n, m in marks.items() if self.outputs.get(n) != m}
             if not changed:
                 return
-            self._begin("FULL")
-            try:
+            with self._transaction("FULL"):
                 self._write_marks(changed)
-                self._require().execute("COMMIT")
-            except BaseException as exc:
-                self._rollback()
-                if isinstance(exc, (sqlite3.Error, OSError)):
-                    raise StateError(f"cannot write the state file {self.path}: {exc}") from None
-                raise
             self.outputs.update(changed)
 
     def reset(self, watch: str | None = None) -> bool:
@@ -224,9 +210,7 @@ class StateStore:
         with self._mutex:
             if watch is not None and watch not in self._ids:
                 return False
-            self._begin("FULL")
-            try:
-                conn = self._require()
+            with self._transaction("FULL") as conn:
                 if watch is None:
                     conn.execute("DELETE FROM keys")
                     conn.execute("DELETE FROM watches")
@@ -234,18 +218,13 @@ class StateStore:
                 else:
                     conn.execute("UPDATE watches SET watermark = NULL, horizon = NULL, density = NULL WHERE id = ?",
                                  (self._ids[watch],))
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                self._rollback()
-                if isinstance(exc, (sqlite3.Error, OSError)):
-                    raise StateError(f"cannot write the state file {self.path}: {exc}") from None
-                raise
             if watch is None:
                 self._watches.clear()
                 self._ids.clear()
                 self._pruned_at = None
             else:
-                self._watches[watch] = WatchState()
+                state = self._watches[watch]
+                state.watermark = state.density = state.horizon = None
             self._refresh_remembered()
             return True
 
@@ -258,7 +237,13 @@ class StateStore:
             raise StateError(f"the state file {self.path} is not open")
         return self._conn
 
-    def _begin(self, sync: str) -> None:
+    @contextmanager
+    def _transaction(self, sync: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed at the end of the block and rolled back on any exception.
+
+        Raises:
+            StateError: the database could not be written (other exceptions pass through unchanged).
+        """
         conn = self._require()
         if self.read_only:
             raise StateError(f"the state file {self.path} is open read-only")
@@ -267,16 +252,17 @@ class StateStore:
                 conn.execute(f"PRAGMA synchronous = {sync}")
                 self._sync = sync
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StateError(f"cannot write the state file {self.path}: {exc}") from None
-
-    def _rollback(self) -> None:
-        conn = self._conn
-        if conn is not None and conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise StateError(f"cannot write the state file {self.path}: {exc}") from None
+            raise
 
     def _watch_row(self, name: str) -> int:
         conn = self._require()
@@ -288,29 +274,18 @@ class StateStore:
 
     def _write_marks(self, marks: Mapping[str, OutputMark]) -> None:
         self._require().executemany("INSERT OR REPLACE INTO outputs (name, path, inode, size) VALUES (?, ?, ?, ?)",
-                                    [(n, _text(m.path), m.inode, m.size) for n, m in marks.items()])
+                                    [(n, stored_path(m.path), m.inode, m.size) for n, m in marks.items()])
 
     def _prune_point(self, committing: str, horizon: datetime) -> int | None:
-        """Where keys may be forgotten: no configured watch will search before it again (by its overlap).
-
-        A configured watch that has not committed yet (new, or reset) will search back from its
-        ``initial_lookback``: until it has, keys are held back as far as the retention limit allows.
-        """
         names = self._active if self._active is not None else set(self._watches)
         others = [self._watches[n].horizon if n in self._watches else None for n in names if n != committing]
-        latest = max([horizon, *(h for h in others if h is not None)])
-        oldest = None if None in others else min([horizon, *others])  # type: ignore[type-var]
-        point = latest - _HOLD_LIMIT if oldest is None else max(oldest, latest - _HOLD_LIMIT)
-        seconds = int(point.timestamp())
+        seconds = int(prune_point(horizon, others).timestamp())
         return seconds if self._pruned_at is None or seconds > self._pruned_at else None
 
     def _refresh_remembered(self) -> None:
         pruned = datetime.fromtimestamp(self._pruned_at, timezone.utc) if self._pruned_at is not None else None
         for state in self._watches.values():
-            if state.watermark is None:
-                state.remembered_from = None
-            elif pruned is not None:
-                state.remembered_from = min(pruned, state.watermark)
+            state.remembered_from = remembered_from(state, pruned)
 
     def _load(self) -> None:
         conn = self._require()
@@ -321,19 +296,7 @@ class StateStore:
                 watermark=from_iso(watermark), density=density,
                 horizon=datetime.fromtimestamp(horizon, timezone.utc) if horizon is not None else None)
         for name, path, inode, size in conn.execute("SELECT name, path, inode, size FROM outputs"):
-            self.outputs[name] = OutputMark(_untext(path), inode, size)
+            self.outputs[name] = OutputMark(stored_path_text(path), inode, size)
         row = conn.execute("SELECT value FROM meta WHERE name = 'pruned_at'").fetchone()
         self._pruned_at = int(row[0]) if row is not None else None
         self._refresh_remembered()
-
-def _text(path: str) -> str | bytes:
-    """A path as SQLite can store it: text, or its bytes when it holds undecodable characters."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return os.fsencode(path)
-    return path
-
-
-def _untext(value: str | bytes) -> str:
-    return os.fsdecode(value) if isinstance(value, bytes) else value
