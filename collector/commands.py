@@ -15,7 +15,7 @@ from collector.daemon import Collector
 from collector.errors import ConfigError, StateCorruptError
 from collector.logging import configure_logging
 from collector.poller import CycleResult
-from collector.state import StateStore
+from collector.state import SIDE_FILES, StateStore
 
 __all__ = ["doctor", "once", "print_results", "reload", "run", "state_reset", "state_show"]
 
@@ -86,29 +86,35 @@ def print_results(results: Sequence[CycleResult], out: TextIO) -> None:
 
 
 def state_show(config: Config) -> int:
-    """``state show``: the checkpoint of every watch as JSON."""
+    """``state show``: the checkpoint of every watch as JSON (read-only: safe while the collector runs)."""
     store = StateStore(config.collection.state_file).open(lock=False)
-    now = datetime.now(timezone.utc)
-    view = {
-        "state_file": str(store.path),
-        "watches": {w.name: _watch_view(store, w.name, now) for w in config.watches},
-        "unconfigured_watches": sorted(set(store.watches) - {w.name for w in config.watches}),
-        "outputs": {name: {"path": m.path, "committed_bytes": m.size} for name, m in store.outputs.items()},
-    }
+    try:
+        now = datetime.now(timezone.utc)
+        configured = [w.name for w in config.watches]
+        view = {
+            "state_file": str(store.path),
+            "watches": {name: _watch_view(store, name, now) for name in configured},
+            "unconfigured_watches": sorted(set(store.watch_names()) - set(configured)),
+            "outputs": {name: {"path": m.path, "committed_bytes": m.size} for name, m in store.outputs.items()},
+        }
+    finally:
+        store.close()
     print(json.dumps(view, indent=2))
     return 0
 
 
 def _watch_view(store: StateStore, name: str, now: datetime) -> dict[str, object]:
-    watch = store.watches.get(name)
-    mark = watch.watermark if watch else None
+    watch = store.watch(name)
+    mark, since = watch.watermark, watch.remembered_from
     return {"watermark": mark.isoformat() if mark else None,
             "behind_seconds": int((now - mark).total_seconds()) if mark else None,
-            "remembered_keys": len(watch.seen) if watch else 0}
+            "remembered_keys": store.remembered(name),
+            "remembered_from": since.isoformat() if since else None,
+            "density_per_second": watch.density}
 
 
 def state_reset(config: Config, watch: str | None = None) -> int:
-    """``state reset``: forget one watch, or everything (a corrupt file is kept aside, not deleted)."""
+    """``state reset``: forget one watch, or everything (an unreadable file is moved aside, never deleted)."""
     path = config.collection.state_file
     store = StateStore(path)
     try:
@@ -117,22 +123,22 @@ def state_reset(config: Config, watch: str | None = None) -> int:
         if watch is not None:
             raise
         backup = path.with_name(f"{path.name}.corrupt-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
-        path.rename(backup)
+        for side in ("", *SIDE_FILES):
+            source = path.with_name(path.name + side)
+            if source.exists():
+                source.rename(backup.with_name(backup.name + side))
         print(f"moved the unreadable state file aside to {backup}; the next run starts afresh", file=sys.stderr)
         return 0
     try:
-        if watch is not None:
-            if store.watches.pop(watch, None) is None:
-                print(f"watch {watch!r} has no checkpoint; nothing to reset", file=sys.stderr)
-                return 0
-        else:
-            store.watches.clear()
-        store.save()
+        if not store.reset(watch):
+            print(f"watch {watch!r} has no checkpoint; nothing to reset", file=sys.stderr)
+            return 0
     finally:
         store.close()
     what = f"watch {watch!r}" if watch else "every watch"
     print(f"reset {what}: the next run searches back {config.collection.initial_lookback} "
-          "(events already shipped within that span will be shipped again)", file=sys.stderr)
+          "(events already shipped within that span and no longer remembered will be shipped again)",
+          file=sys.stderr)
     return 0
 
 

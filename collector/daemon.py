@@ -60,6 +60,7 @@ class Collector:
                            [o.name for o in config.outputs if o.sink.type == "syslog"])
         self.log = structlog.get_logger("collector.daemon")
         self.state = StateStore(config.collection.state_file).open()
+        self.state.prepare(w.name for w in config.watches)
         try:
             outputs = [Output(o.name, build_formatter(o.format, o.options),
                               build_sink(o.name, o.sink, metrics=self.metrics)) for o in config.outputs]

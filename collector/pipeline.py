@@ -1,4 +1,4 @@
-"""Delivery of one chunk: format, write to every output, flush, and only then save the checkpoint."""
+"""Delivery of one chunk: drop what the outputs already hold, format, write, flush, then commit the checkpoint."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from collector.fileio import append_durably
 from collector.formats import Event, Formatter, json_line
 from collector.records import TrackedEmail
 from collector.sinks import Line, Sink
-from collector.state import StateStore
+from collector.state import Advance, OutputMark, StateStore
 
 __all__ = ["Chunk", "Output", "Pipeline", "invalid_key"]
 
@@ -70,13 +70,13 @@ class Pipeline:
         self._log = structlog.get_logger("collector.pipeline")
 
     def reconcile(self) -> None:
-        """On start, cut uncommitted tails off file outputs and record their marks."""
+        """On start, cut uncommitted tails off file outputs, report any shorter than committed, record marks."""
         with self._lock:
             for out in self.outputs:
                 reconcile = getattr(out.sink, "reconcile", None)
-                if reconcile is not None:
-                    reconcile(self.state.outputs.get(out.name))
-            self._save_marks()
+                if reconcile is not None and reconcile(self.state.outputs.get(out.name)) < 0:
+                    self.metrics.sink_errors.labels(out.name).inc()
+            self._record_marks()
 
     def request_reopen(self) -> None:
         """Reopen every sink before the next delivery (SIGHUP, logrotate)."""
@@ -84,6 +84,11 @@ class Pipeline:
 
     def deliver(self, chunk: Chunk) -> None:
         """Write ``chunk`` everywhere, then advance the checkpoint.
+
+        A record whose key an output already holds (shipped by another watch)
+        is not written again. Nothing is written or synced for a chunk with no
+        new event. Once the checkpoint has committed, the chunk is delivered:
+        no later error takes it back.
 
         Raises:
             SinkError: an output failed; nothing was committed.
@@ -93,25 +98,39 @@ class Pipeline:
             if self._reopen.is_set():
                 self._reopen.clear()
                 self._reopen_sinks()
-            events = [Event(r, chunk.watch, chunk.fetched_at) for r in chunk.records]
-            rendered, unformattable = self._render(events)
+            repeats = self.state.known(chunk.watch, [r.key for r in chunk.records])
+            records, taken = [], set(repeats)
+            for record in chunk.records:
+                if record.key not in taken:
+                    taken.add(record.key)
+                    records.append(record)
+            rendered, shipped, unformattable = self._render([Event(r, chunk.watch, chunk.fetched_at)
+                                                             for r in records])
             invalid = [*chunk.invalid, *unformattable]
+            invalid_keys = [invalid_key(raw) for _e, raw in invalid]
+            set_aside = self.state.known(chunk.watch, invalid_keys)
+            fresh_invalid = [v for k, v in zip(invalid_keys, invalid) if k not in set_aside]
             try:
                 for out in self.outputs:
                     self._write(out, rendered[out.name])
-                self._write_dead_letters(chunk.watch, invalid)
-                watch = self.state.watch(chunk.watch)
-                previous = (watch.watermark, dict(watch.seen))
-                self._advance(chunk, invalid)
-                self._save_marks(previous=(chunk.watch, previous))
-            except BaseException:
+                self._write_dead_letters(chunk.watch, fresh_invalid)
+                marks = {out.name: mark for out in self.outputs if (mark := out.sink.mark()) is not None}
+                self.state.commit(Advance(
+                    chunk.watch, chunk.watermark, chunk.horizon,
+                    new_keys=[*shipped, *{k for k in invalid_keys if k not in set_aside}],
+                    seen_again=[*chunk.seen_again, *repeats, *set_aside], density=chunk.density, marks=marks))
+            except BaseException as exc:
                 # Whatever went wrong, nothing of this chunk may stay in a file the checkpoint does not cover.
                 for out in self.outputs:
                     out.sink.rollback()
+                if isinstance(exc, StateError):
+                    self.metrics.state_write_errors.inc()
                 raise
             for out in self.outputs:
-                out.sink.committed()
+                self._committed(out)
                 self.metrics.events.labels(chunk.watch, out.name).inc(len(rendered[out.name]))
+            if repeats:
+                self.metrics.duplicates.labels(chunk.watch).inc(len(repeats))
 
     def close(self) -> None:
         """Flush and close every sink."""
@@ -122,8 +141,10 @@ class Pipeline:
                 except CollectorError as exc:
                     self._log.error("sink.close_failed", output=out.name, error=str(exc))
 
-    def _render(self, events: list[Event]) -> tuple[dict[str, list[Line]], list[tuple[RecordError, Any]]]:
+    def _render(self, events: list[Event]) -> tuple[dict[str, list[Line]], list[tuple[str, str]],
+                                                    list[tuple[RecordError, Any]]]:
         rendered: dict[str, list[Line]] = {out.name: [] for out in self.outputs}
+        keys: list[tuple[str, str]] = []
         failed: list[tuple[RecordError, Any]] = []
         for event in events:
             try:
@@ -134,12 +155,14 @@ class Pipeline:
                 continue
             for name, line in lines.items():
                 rendered[name].append(line)
-        return rendered, failed
+            keys.append(event.record.key)
+        return rendered, keys, failed
 
     def _write(self, out: Output, lines: list[Line]) -> None:
+        if not lines:
+            return
         try:
-            if lines:
-                out.sink.write(lines)
+            out.sink.write(lines)
             out.sink.flush()
         except SinkError:
             self.metrics.sink_errors.labels(out.name).inc()
@@ -148,9 +171,13 @@ class Pipeline:
             self.metrics.sink_errors.labels(out.name).inc()
             raise SinkError(out.name, str(exc)) from None
 
-    def _write_dead_letters(self, watch: str, invalid: list[tuple[RecordError, Any]]) -> None:
-        seen = self.state.watch(watch).seen
-        fresh = [(e, raw) for e, raw in invalid if invalid_key(raw) not in seen]
+    def _committed(self, out: Output) -> None:
+        try:
+            out.sink.committed()
+        except Exception as exc:  # noqa: BLE001 - the chunk is committed; a sink's bookkeeping cannot undo that
+            self._log.error("sink.commit_note_failed", output=out.name, error=f"{type(exc).__name__}: {exc}")
+
+    def _write_dead_letters(self, watch: str, fresh: list[tuple[RecordError, Any]]) -> None:
         for error, _raw in fresh:
             self.metrics.invalid.labels(watch, error.reason).inc()
         if not fresh:
@@ -165,29 +192,16 @@ class Pipeline:
         self._log.warning("records.set_aside", watch=watch, count=len(fresh), file=str(self._dead_letter),
                           reasons=sorted({e.reason for e, _ in fresh}))
 
-    def _advance(self, chunk: Chunk, invalid: list[tuple[RecordError, Any]]) -> None:
-        watch = self.state.watch(chunk.watch)
-        for record in chunk.records:
-            watch.seen[record.key] = int(record.received.timestamp())
-        horizon_t = int(chunk.watermark.timestamp())
-        for _error, raw in invalid:
-            watch.seen[invalid_key(raw)] = horizon_t
-        if watch.watermark is None or chunk.watermark > watch.watermark:
-            watch.watermark = chunk.watermark
-        watch.prune(chunk.horizon)
-
-    def _save_marks(self, previous: tuple[str, Any] | None = None) -> None:
+    def _record_marks(self) -> None:
+        marks: dict[str, OutputMark] = {}
         for out in self.outputs:
             mark = out.sink.mark()
             if mark is not None:
-                self.state.outputs[out.name] = mark
+                marks[out.name] = mark
         try:
-            self.state.save()
+            self.state.record_marks(marks)
         except StateError:
             self.metrics.state_write_errors.inc()
-            if previous is not None:
-                name, (watermark, seen) = previous
-                self.state.watches[name].watermark, self.state.watches[name].seen = watermark, seen
             raise
 
     def _reopen_sinks(self) -> None:
@@ -196,5 +210,5 @@ class Pipeline:
                 out.sink.reopen()
             except CollectorError as exc:
                 self._log.error("sink.reopen_failed", output=out.name, error=str(exc))
-        self._save_marks()
+        self._record_marks()
         self._log.info("sinks.reopened", outputs=[o.name for o in self.outputs])

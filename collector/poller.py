@@ -157,11 +157,13 @@ class Poller:
         self._metrics.records_received.labels(name).inc(found.count)
         wanted = [r for r in found.records if (not self.watch.status or r.status in self.watch.status)
                   and (not self.watch.route or r.route in self.watch.route)]
-        known = self._pipeline.state.known(name, {r.key for r in wanted})
-        fresh, keys, again = [], set(), []
+        known = self._pipeline.state.known(name, [r.key for r in wanted])
+        fresh, keys, again, duplicates = [], set(), [], 0
         for record in sorted(wanted, key=lambda r: r.received):
             if record.key in known or record.key in keys:
-                again.append(record.key)
+                duplicates += 1
+                if record.key in known:
+                    again.append(record.key)
                 continue
             keys.add(record.key)
             fresh.append(record)
@@ -170,14 +172,14 @@ class Poller:
                                      horizon=end - self._cfg.overlap, fetched_at=datetime.now(timezone.utc),
                                      seen_again=again, density=self._density.rate))
         self._step(name, "delivered")
-        self._metrics.duplicates.labels(name).inc(len(again))
+        self._metrics.duplicates.labels(name).inc(duplicates)
         result.chunks += 1
         result.records += found.count
         result.shipped += len(fresh)
-        result.duplicates += len(again)
+        result.duplicates += duplicates
         result.invalid += len(found.invalid)
         self._log.debug("poll.chunk", start=_iso(start), end=_iso(end), records=found.count, shipped=len(fresh),
-                        duplicates=len(again), invalid=len(found.invalid),
+                        duplicates=duplicates, invalid=len(found.invalid),
                         duration_ms=round((time.monotonic() - began) * 1000))
 
     def _report_plan(self, plan: Plan, watermark: datetime | None) -> None:

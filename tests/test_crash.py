@@ -7,7 +7,6 @@ CRASH_SEED reproduces a run; the seed is printed, and every assertion message re
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -22,6 +21,7 @@ from collector.simulator import Filter, MailFlow, Simulator
 from tests.cef_decoder import decode
 from tests.conftest import config_dict, run_cli, write_config
 from tests.rsyslog import Rsyslog, require_rsyslog
+from tests.statedb import read_state
 from tests.test_daemon import Daemon, keys_in
 
 pytestmark = [pytest.mark.crash, pytest.mark.rsyslog]
@@ -66,5 +66,5 @@ def test_random_sigkills_lose_nothing_and_duplicate_nothing_in_files(tmp_path: P
     assert max(got.values()) == 1, f"seed {seed}: file duplicated {sum(v - 1 for v in got.values())} events"
     assert set(syslog) >= expected, f"seed {seed}: syslog lost {len(expected - set(syslog))} events"
     assert tails_cut >= 1, f"seed {seed}: no kill landed between a write and its commit; raise CRASH_KILLS"
-    state = json.loads((tmp_path / "state.json").read_text())
+    state = read_state(tmp_path / "state.json")
     assert state["watches"]["inbound"]["watermark"]

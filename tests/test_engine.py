@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from collector.daemon import Collector
 from collector.simulator import Fault, Filter, MailFlow, Simulator
 from tests.conftest import make_config
+from tests.statedb import read_state
 
 FLT = Filter(to="example.com")
 
@@ -129,7 +130,7 @@ def test_sink_failure_leaves_state_and_other_outputs_untouched(big: Simulator, t
     assert c.state.watch("inbound").watermark is None
     assert (tmp_path / "good.ndjson").read_bytes() == b""
     assert c.metrics.registry.get_sample_value("mimecast_collector_sink_errors_total", {"output": "full"}) == 1
-    saved = json.loads((tmp_path / "state.json").read_text())
+    saved = read_state(tmp_path / "state.json")
     assert saved["watches"] == {}
 
 
@@ -174,7 +175,7 @@ def test_reopen_after_rotation_writes_a_new_file(flow: MailFlow, tmp_path: Path,
     assert (tmp_path / "out.ndjson").stat().st_size > 0
     old, new = shipped(tmp_path / "out.ndjson.1"), shipped(tmp_path / "out.ndjson")
     assert not set(old) & set(new)
-    mark = json.loads((tmp_path / "state.json").read_text())["outputs"]["archive"]
+    mark = read_state(tmp_path / "state.json")["outputs"]["archive"]
     assert mark["inode"] == (tmp_path / "out.ndjson").stat().st_ino
 
 

@@ -22,6 +22,7 @@ from collector.simulator import Fault, Filter, MailFlow, Simulator
 from tests.cef_decoder import decode
 from tests.conftest import config_dict, make_config, write_config
 from tests.rsyslog import Rsyslog, require_rsyslog
+from tests.statedb import read_state
 from tests.test_daemon import Daemon, keys_in, wait_for
 
 pytestmark = pytest.mark.faults
@@ -153,7 +154,7 @@ def test_full_filesystem_fails_the_chunk_and_recovers_exactly_once(steady: Simul
         assert not full.ok and full.error.error_type == "sink" and "No space left" in str(full.error)
         assert len(events(logs, "poll.failed")) == 1
         assert value(c, "mimecast_collector_sink_errors_total", output="archive") == 1
-        mark = json.loads((tmp_path / "state.json").read_text())["outputs"]["archive"]["size"]
+        mark = read_state(tmp_path / "state.json")["outputs"]["archive"]["size"]
         assert out.stat().st_size == mark, "the partial chunk was rolled back"
         subprocess.run(["mount", "-o", "remount,size=16m", str(mount)], check=True)
         (fixed,) = c.run_once()
@@ -191,7 +192,7 @@ def test_syslog_receiver_down_for_30_seconds(tmp_path: Path, now: datetime) -> N
             daemon.signal(signal.SIGTERM)
             log = daemon.wait()
             daemon.kill()
-        watermark = datetime.fromisoformat(json.loads((tmp_path / "state.json").read_text())
+        watermark = datetime.fromisoformat(read_state(tmp_path / "state.json")
                                            ["watches"]["inbound"]["watermark"])
         wanted = {k for k in flow.ground_truth(FLT, flow.start, watermark, watermark)
                   if k[1] in ("rejected", "bounced")}

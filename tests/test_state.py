@@ -1,39 +1,47 @@
-"""The checkpoint: atomic, private, locked, and never silently reset."""
+"""The checkpoint database: private, locked, checked on open, committed whole or not at all."""
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
-from datetime import datetime, timezone
+import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from collector.errors import StateCorruptError, StateLockedError
-from collector.state import OutputMark, StateStore
+from collector.state import Advance, OutputMark, StateStore, legacy_backup
 
 T = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+M = timedelta(minutes=1)
 
 
-def test_round_trip_and_mode(tmp_path: Path) -> None:
-    """What is saved loads back identically; the file is 0600 and no temporary file is left."""
+def advance(watch: str, end: datetime, overlap: timedelta = 10 * M, **kw: object) -> Advance:
+    """What a chunk ending at ``end`` commits."""
+    return Advance(watch, end, end - overlap, **kw)
+
+
+def test_round_trip_mode_and_no_leftovers(tmp_path: Path) -> None:
+    """What is committed loads back; the file is 0600, in WAL mode, and closing leaves no side files."""
     store = StateStore(tmp_path / "sub" / "state.json").open()
-    w = store.watch("w")
-    w.watermark = T
-    w.seen[("id-1", "held")] = int(T.timestamp())
-    store.outputs["o"] = OutputMark("/x", 12, 34)
-    store.save()
+    store.commit(advance("w", T, new_keys=[("id-1", "held")], density=2.5, marks={"o": OutputMark("/x", 12, 34)}))
     store.close()
-    assert stat.S_IMODE(os.stat(tmp_path / "sub" / "state.json").st_mode) == 0o600
-    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["state.json", "state.json.lock"]
-    again = StateStore(tmp_path / "sub" / "state.json").open()
-    assert again.watches["w"].watermark == T and again.watches["w"].seen == {("id-1", "held"): int(T.timestamp())}
+    path = tmp_path / "sub" / "state.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["state.json", "state.json.lock"]
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    again = StateStore(path).open()
+    w = again.watch("w")
+    assert (w.watermark, w.density, w.horizon) == (T, 2.5, T - 10 * M)
+    assert again.known("w", [("id-1", "held"), ("id-1", "archived")]) == {("id-1", "held")}
     assert again.outputs["o"] == OutputMark("/x", 12, 34)
 
 
 def test_second_instance_is_refused(tmp_path: Path) -> None:
-    """A second open of the same state file fails with a message naming the holder."""
+    """A second open of the same state fails with a message naming the holder."""
     first = StateStore(tmp_path / "state.json").open()
     with pytest.raises(StateLockedError, match=f"pid {os.getpid()}"):
         StateStore(tmp_path / "state.json").open()
@@ -41,34 +49,193 @@ def test_second_instance_is_refused(tmp_path: Path) -> None:
     StateStore(tmp_path / "state.json").open().close()
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"[]", b'{"version": 99, "watches": {}}',
-                                     b'{"version": 1, "watches": {"w": {"watermark": "soon", "seen": []}}}',
-                                     b'{"version": 1, "watches": {"w": {"watermark": null, "seen": [[1, 2, 3]]}}}'])
-def test_corrupt_state_stops_with_the_reset_hint(tmp_path: Path, content: bytes) -> None:
-    """Unreadable content raises StateCorruptError naming `state reset`; the file is left untouched."""
+def _foreign(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+
+
+def _newer(path: Path) -> None:
+    StateStore(path).open().close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+
+
+def _truncated(path: Path) -> None:
+    store = StateStore(path).open()
+    for i in range(40):
+        store.commit(advance("w", T + i * M, new_keys=[(f"id-{i}-{n}", "held") for n in range(100)]))
+    store.close()
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def _damaged(path: Path) -> None:
+    _truncated(path)
+    with open(path, "r+b") as f:
+        f.seek(4096 * 3)
+        f.write(os.urandom(4096))
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: p.write_bytes(b"{not json"), lambda p: p.write_bytes(b"[]"),
+    lambda p: p.write_bytes(b'{"version": 99, "watches": {}}'),
+    lambda p: p.write_bytes(b'{"version": 1, "watches": {"w": {"watermark": "soon", "seen": []}}}'),
+    lambda p: p.write_bytes(b'{"version": 1, "watches": {"w": {"watermark": null, "seen": [[1, 2, 3]]}}}'),
+    lambda p: p.write_bytes(os.urandom(8192)), lambda p: p.write_bytes(b"SQLite format 3\x00" + b"\x00" * 50),
+    _foreign, _newer, _truncated, _damaged,
+], ids=["json", "json-list", "json-v99", "json-bad-time", "json-bad-key", "random", "short-header", "foreign-sqlite",
+        "newer-schema", "truncated", "damaged-page"])
+def test_unreadable_state_stops_with_the_reset_hint(tmp_path: Path, make: object) -> None:
+    """Whatever is wrong, opening raises StateCorruptError naming `state reset`, and the file is left untouched."""
     path = tmp_path / "state.json"
-    path.write_bytes(content)
+    make(path)  # type: ignore[operator]
+    content = path.read_bytes()
     with pytest.raises(StateCorruptError, match="mimecast-collector state reset"):
         StateStore(path).open()
     assert path.read_bytes() == content
+    with pytest.raises(StateCorruptError):
+        StateStore(path).open(lock=False)
 
 
-def test_prune_forgets_keys_older_than_the_horizon(tmp_path: Path) -> None:
-    """Keys whose time is before the horizon are dropped, newer ones kept."""
-    w = StateStore(tmp_path / "s.json").open().watch("w")
-    w.seen = {("old", "a"): int(T.timestamp()) - 1, ("new", "a"): int(T.timestamp())}
-    w.prune(T)
-    assert list(w.seen) == [("new", "a")]
-
-
-def test_failed_save_keeps_the_previous_file(tmp_path: Path) -> None:
-    """When the new file cannot be written the old checkpoint stays as it was."""
+def test_an_empty_file_is_a_new_checkpoint(tmp_path: Path) -> None:
+    """A zero-byte file (a crash while it was first created) starts afresh."""
+    (tmp_path / "state.json").write_bytes(b"")
     store = StateStore(tmp_path / "state.json").open()
-    store.watch("w").watermark = T
-    store.save()
-    before = (tmp_path / "state.json").read_bytes()
-    store.path = Path("/proc/no-such-dir/state.json")
-    with pytest.raises(Exception, match="cannot write the state file"):
-        store.save()
-    assert (tmp_path / "state.json").read_bytes() == before
-    assert json.loads(before)["watches"]["w"]["watermark"] == T.isoformat()
+    store.commit(advance("w", T))
+    assert store.watch("w").watermark == T
+
+
+def test_keys_are_forgotten_by_when_they_were_last_seen(tmp_path: Path) -> None:
+    """A key lives an overlap past the last chunk that found it, whatever its received time (even 2099)."""
+    store = StateStore(tmp_path / "state.json").open()
+    store.commit(advance("w", T, new_keys=[("old", "a"), ("again", "a"), ("future", "a")]))
+    store.commit(advance("w", T + 5 * M, seen_again=[("again", "a")]))
+    store.commit(advance("w", T + 10 * M))  # horizon T: nothing last seen before T yet
+    assert store.known("w", [("old", "a"), ("again", "a"), ("future", "a")]) == {("old", "a"), ("again", "a"),
+                                                                                 ("future", "a")}
+    store.commit(advance("w", T + 11 * M))
+    assert store.known("w", [("old", "a"), ("again", "a"), ("future", "a")]) == {("again", "a")}
+    store.commit(advance("w", T + 16 * M))
+    assert store.known("w", [("again", "a")]) == set()
+    assert store.remembered("w") == 0
+
+
+def test_remembered_from_never_moves_back_nor_passes_the_watermark(tmp_path: Path) -> None:
+    """Raising the overlap does not pull remembered_from back; a new watch has none."""
+    store = StateStore(tmp_path / "state.json").open()
+    assert store.watch("w").remembered_from is None
+    store.commit(advance("w", T, overlap=10 * M, new_keys=[("k", "a")]))
+    assert store.watch("w").remembered_from == T - 10 * M
+    store.commit(advance("w", T + M, overlap=60 * M))  # overlap raised to 1h
+    assert store.watch("w").remembered_from == T - 10 * M
+    store.commit(advance("w", T + 2 * M, overlap=60 * M))
+    assert store.watch("w").remembered_from == T - 10 * M
+    store.prepare(["w", "late"])
+    store.commit(advance("late", T - 60 * M, overlap=0 * M))
+    assert store.watch("late").remembered_from == T - 60 * M, "never past its own watermark"
+    assert store.watch("new").remembered_from is None
+
+
+def test_the_slowest_configured_watch_holds_keys_and_a_removed_one_does_not(tmp_path: Path) -> None:
+    """Keys stay until every configured watch has moved past them; unconfigured watches do not count."""
+    store = StateStore(tmp_path / "state.json").open()
+    store.prepare(["fast", "slow"])
+    store.commit(advance("slow", T))
+    store.commit(advance("fast", T + M, new_keys=[("k", "held")]))
+    store.commit(advance("fast", T + 60 * M))
+    assert store.known("slow", [("k", "held")]) == {("k", "held")}, "slow may still meet it"
+    store.close()
+    again = StateStore(tmp_path / "state.json").open()
+    again.prepare(["fast"])  # "slow" was removed from the configuration
+    again.commit(advance("fast", T + 61 * M))
+    assert again.known("fast", [("k", "held")]) == set()
+
+
+def test_a_configured_watch_that_never_committed_holds_keys(tmp_path: Path) -> None:
+    """A new watch will search back its initial lookback: until its first commit nothing it may meet is forgotten."""
+    store = StateStore(tmp_path / "state.json").open()
+    store.prepare(["old", "new"])
+    store.commit(advance("old", T, new_keys=[("k", "held")]))
+    store.commit(advance("old", T + 120 * M))
+    assert store.known("new", [("k", "held")]) == {("k", "held")}
+    store.commit(advance("new", T + 120 * M))
+    store.commit(advance("old", T + 121 * M))
+    assert store.known("new", [("k", "held")]) == set()
+
+
+def test_a_failed_commit_changes_nothing_in_memory_or_on_disk(tmp_path: Path) -> None:
+    """Any exception inside the transaction (here not a StateError) rolls it back; memory keeps the old state."""
+    store = StateStore(tmp_path / "state.json").open()
+    store.commit(advance("w", T, new_keys=[("a", "x")], marks={"o": OutputMark("/x", 1, 10)}))
+    bad = advance("w", T + M, new_keys=[("b", "x")], seen_again=[(1, "not text")],  # type: ignore[list-item]
+                  marks={"o": OutputMark("/x", 1, 20)})
+    with pytest.raises(AttributeError):
+        store.commit(bad)
+    assert store.watch("w").watermark == T and store.outputs["o"].size == 10
+    assert store.known("w", [("b", "x")]) == set()
+    store.close()
+    again = StateStore(tmp_path / "state.json").open()
+    assert again.watch("w").watermark == T and again.outputs["o"].size == 10
+    assert again.known("w", [("a", "x"), ("b", "x")]) == {("a", "x")}
+
+
+def test_keys_that_are_not_valid_unicode_are_stored(tmp_path: Path) -> None:
+    """A lone surrogate in an id or status is remembered like any other key."""
+    store = StateStore(tmp_path / "state.json").open()
+    keys = [("\ud800", "held"), ("id", "\udfff"), ("\ud800x", "held")]
+    store.commit(advance("w", T, new_keys=keys[:2]))
+    assert store.known("w", keys) == set(keys[:2])
+    store.record_marks({"odd": OutputMark("/var/log/\udcff.ndjson", 7, 8)})  # an undecodable file name
+    store.close()
+    assert StateStore(tmp_path / "state.json").open().outputs["odd"] == OutputMark("/var/log/\udcff.ndjson", 7, 8)
+
+
+def test_reading_while_the_collector_commits(tmp_path: Path) -> None:
+    """A read-only open (state show) sees commits and does not stop the holder from committing."""
+    path = tmp_path / "state.json"
+    writer = StateStore(path).open()
+    writer.commit(advance("w", T))
+    reader = StateStore(path).open(lock=False)
+    writer.commit(advance("w", T + M, new_keys=[("k", "a")]))
+    assert reader.remembered("w") == 1
+    reader.close()
+    writer.close()
+
+
+def test_watches_created_while_others_commit(tmp_path: Path) -> None:
+    """Watch states created from other threads during commits never break a commit (no start-up race)."""
+    store = StateStore(tmp_path / "state.json").open()
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            for i in range(3000):
+                store.watch(f"w{i}")
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    thread = threading.Thread(target=create)
+    thread.start()
+    for i in range(200):
+        store.commit(advance("main", T + i * M, new_keys=[(f"k{i}", "a")]))
+    thread.join(timeout=60)
+    assert not errors and not thread.is_alive()
+    assert len(store.watch_names()) == 3001
+
+
+def test_version_1_json_is_migrated_and_kept_aside(tmp_path: Path) -> None:
+    """A JSON checkpoint becomes the database; the JSON stays beside it as state.v1.json."""
+    path = tmp_path / "state.json"
+    legacy = {"version": 1, "saved_at": "2026-11-28T12:00:00+00:00",
+              "watches": {"w": {"watermark": T.isoformat(), "seen": [["id-1", "held", int(T.timestamp()) - 3000]]}},
+              "outputs": {"o": {"path": "/x", "inode": 5, "size": 99}}}
+    path.write_text(json.dumps(legacy))
+    store = StateStore(path).open()
+    assert json.loads(legacy_backup(path).read_text()) == legacy
+    assert path.read_bytes().startswith(b"SQLite format 3")
+    assert store.watch("w").watermark == T and store.outputs["o"] == OutputMark("/x", 5, 99)
+    # Remembered as last seen at the watermark: the first overlap after the upgrade still drops it.
+    store.commit(advance("w", T + 9 * M))
+    assert store.known("w", [("id-1", "held")]) == {("id-1", "held")}

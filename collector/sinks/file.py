@@ -34,17 +34,31 @@ class FileSink:
         self._regular = True
         self._inode = 0
         self._committed = 0
+        self._dirty = False
+        self._marked: int | None = None
         self._log = structlog.get_logger("collector.sinks.file").bind(output=name)
         self._open()
 
     def reconcile(self, mark: OutputMark | None) -> int:
-        """Cut off anything written after the committed ``mark``; return the bytes removed."""
+        """Cut off anything written after the committed ``mark``; return the bytes removed.
+
+        A file shorter than its committed mark lost committed events (cut by
+        hand, restored from an old backup, a storage fault): that is logged as
+        an error and returned as a negative count, and the file is taken as it is.
+        """
         if not self._regular:
             return 0
         size = self._size()
         if mark is None or mark.inode != self._inode or mark.path != str(self.path):
             self._committed = size
             return 0
+        if size < mark.size:
+            self._log.error("sink.file.shorter_than_committed", path=str(self.path), size=size,
+                            committed=mark.size, missing_bytes=mark.size - size,
+                            reason="events the checkpoint records as delivered are no longer in the file; "
+                                   "they are not shipped again")
+            self._committed = size
+            return size - mark.size
         if size > mark.size:
             self._truncate(mark.size)
             self._log.warning("sink.file.uncommitted_tail_removed", path=str(self.path), bytes=size - mark.size,
@@ -56,32 +70,41 @@ class FileSink:
 
     def write(self, lines: Sequence[Line]) -> None:
         """Append the lines."""
+        if not lines:
+            return
         data = "".join(f"{line.text}\n" for line in lines).encode("utf-8", "surrogatepass")
+        self._dirty = True
         try:
             write_all(self._require_fd(), data)
         except OSError as exc:
             raise SinkError(self.name, f"cannot write {self.path}: {exc.strerror or exc}") from None
 
     def flush(self) -> None:
-        """fsync the file."""
-        if not self._regular:
+        """fsync the file, when anything was written since the last flush."""
+        if not self._regular or not self._dirty:
             return
         try:
             os.fsync(self._require_fd())
         except OSError as exc:
             raise SinkError(self.name, f"cannot fsync {self.path}: {exc.strerror or exc}") from None
+        self._dirty = False
 
     def mark(self) -> OutputMark | None:
         """The current inode and length, to be recorded as committed."""
-        return OutputMark(str(self.path), self._inode, self._size()) if self._regular else None
+        if not self._regular:
+            return None
+        self._marked = self._size()
+        return OutputMark(str(self.path), self._inode, self._marked)
 
     def committed(self) -> None:
-        """Everything now in the file is covered by the checkpoint."""
+        """The checkpoint now covers everything up to the last mark (no system call: this cannot fail)."""
         if self._regular:
-            self._committed = self._size()
+            self._committed = self._marked if self._marked is not None else self._size()
+            self._marked = None
 
     def rollback(self) -> None:
         """Truncate back to the last committed length."""
+        self._marked = None
         try:
             if self._regular and self._fd is not None and self._size() > self._committed:
                 self._truncate(self._committed)
@@ -90,6 +113,7 @@ class FileSink:
 
     def reopen(self) -> None:
         """Close and open the path again (logrotate moved the file away)."""
+        self._marked = None
         self.close()
         self._open()
         self.committed()

@@ -1,0 +1,166 @@
+"""Opening the checkpoint: a new database, ours checked, a version 1 JSON file migrated, anything else refused.
+
+A new database is created with mode 0600 (its write-ahead log and shared
+memory files take the same mode). A version 1 file is migrated into a new
+database beside it, then kept as ``<name>.v1.json`` before the database takes
+its place, so a crash at any point leaves either the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from urllib.parse import quote
+
+import structlog
+
+from collector.errors import StateCorruptError, StateError
+from collector.state.legacy import looks_like_json, migrate_json
+from collector.state.schema import RESET_HINT, create_schema, verify
+
+__all__ = ["SIDE_FILES", "connect", "legacy_backup"]
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+# The write-ahead log and its index live beside the database and belong to it.
+SIDE_FILES = ("-wal", "-shm")
+# Bounded wait when another connection holds a lock (a `state show` during a checkpoint).
+_BUSY_TIMEOUT_MS = 5000
+# A chunk's keys land on pages all over the key table. Folding the log back into the database after
+# 10,000 pages (40 MB) rather than SQLite's 1,000 writes a page changed by many chunks once, not many times.
+_FOLD_EVERY_PAGES = 10_000
+
+
+def legacy_backup(path: Path) -> Path:
+    """Where a migrated version 1 checkpoint is kept: ``<name>.v1.json`` beside it."""
+    return path.with_name(f"{path.stem}.v1.json")
+
+
+def connect(path: Path, *, read_only: bool, in_use: bool = True) -> sqlite3.Connection:
+    """A connection to the checkpoint at ``path``, created or migrated first unless ``read_only``.
+
+    A read-only look at a database no collector uses opens it normally (but
+    writes nothing), so that closing it folds its log back and leaves no files.
+
+    Raises:
+        StateCorruptError: the file is not a checkpoint this version can read.
+        StateError: the file cannot be read or created.
+    """
+    head = _head(path)
+    if head and looks_like_json(head):
+        return _legacy(path, read_only)
+    if head and not (len(head) == 100 and head.startswith(_SQLITE_MAGIC)):
+        raise StateCorruptError(f"the state file {path} is corrupt (neither a checkpoint database nor a version 1 "
+                                f"checkpoint); {RESET_HINT}")
+    if head is None and read_only:
+        return _fresh(sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False))
+    if head is None:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StateError(f"cannot create the state file {path}: {exc.strerror}") from None
+    conn = _open(path, read_only and (in_use or not os.access(path, os.W_OK)))
+    try:
+        if not verify(conn, path):
+            if read_only:
+                conn.close()
+                return _fresh(sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False))
+            _use_wal(conn, path)
+            _fresh(conn)
+        elif not read_only:
+            _use_wal(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _head(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(100)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"cannot read the state file {path}: {exc.strerror}") from None
+
+
+def _open(path: Path, read_only: bool) -> sqlite3.Connection:
+    try:
+        if read_only:
+            conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000)
+        else:
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                                   timeout=_BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot open the state file {path}: {exc}") from None
+    return conn
+
+
+def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
+    try:
+        conn.execute(f"PRAGMA wal_autocheckpoint = {_FOLD_EVERY_PAGES}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise StateCorruptError(f"the state file {path} is corrupt ({exc}); {RESET_HINT}") from None
+    if mode != "wal":
+        raise StateError(f"the state file {path} cannot use write-ahead logging (journal mode {mode})")
+
+
+def _fresh(conn: sqlite3.Connection) -> sqlite3.Connection:
+    conn.execute("BEGIN IMMEDIATE")
+    create_schema(conn)
+    conn.execute("COMMIT")
+    return conn
+
+
+def _legacy(path: Path, read_only: bool) -> sqlite3.Connection:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise StateError(f"cannot read the state file {path}: {exc.strerror}") from None
+    if read_only:
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        migrate_json(raw, path, conn)
+        return conn
+    tmp = path.with_name(f".{path.name}.migrating")
+    for leftover in (tmp, *(tmp.with_name(tmp.name + s) for s in SIDE_FILES)):
+        leftover.unlink(missing_ok=True)
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        conn = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous = FULL")
+            counts = migrate_json(raw, path, conn)
+        finally:
+            conn.close()
+        backup = legacy_backup(path)
+        backup.unlink(missing_ok=True)
+        try:
+            os.link(path, backup)
+        except OSError:
+            shutil.copy2(path, backup)  # a file system without hard links
+        os.replace(tmp, path)
+        _sync_folder(path.parent)
+    except (OSError, sqlite3.Error) as exc:
+        tmp.unlink(missing_ok=True)
+        raise StateError(f"cannot migrate the state file {path}: {exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    structlog.get_logger("collector.state").warning(
+        "state.migrated", path=str(path), kept_as=str(backup), **counts,
+        reason="the version 1 JSON checkpoint was converted to the checkpoint database")
+    return connect(path, read_only=False)
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,131 @@
+"""The checkpoint database's layout, how keys are stored, and the checks that refuse a database not ours.
+
+One SQLite file. ``application_id`` marks it as a mimecast-collector
+checkpoint and ``user_version`` is its schema version; a file with another
+application id, a newer version or a failing ``PRAGMA quick_check`` is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from collector.errors import StateCorruptError
+
+__all__ = ["APPLICATION_ID", "RESET_HINT", "SCHEMA_VERSION", "create_schema", "digest", "digests", "from_iso",
+           "stored_path", "stored_path_text", "to_iso", "verify"]
+
+# "MCCS": mimecast-collector checkpoint store.
+APPLICATION_ID = int.from_bytes(b"MCCS", "big")
+# Version 1 was the JSON file; the database starts at 2.
+SCHEMA_VERSION = 2
+RESET_HINT = "inspect it with `mimecast-collector state show`; `mimecast-collector state reset` starts afresh"
+
+_TABLES = """
+CREATE TABLE watches (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    watermark TEXT,          -- ISO 8601 UTC: everything received before it is shipped
+    horizon INTEGER,         -- epoch second: its last chunk needs no key last seen before this
+    density REAL             -- records per second of received time, the planner's estimate
+);
+CREATE TABLE keys (
+    key BLOB PRIMARY KEY,    -- 16-byte BLAKE2b of (mimecast id, status): see digest()
+    watch INTEGER NOT NULL,  -- watches.id of the watch that shipped it first
+    last_seen INTEGER NOT NULL  -- epoch second of the end of the last chunk that found it
+) WITHOUT ROWID;
+CREATE INDEX keys_by_last_seen ON keys (last_seen);
+CREATE TABLE outputs (
+    name TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    inode INTEGER NOT NULL,
+    size INTEGER NOT NULL    -- committed length in bytes
+);
+CREATE TABLE meta (
+    name TEXT PRIMARY KEY,
+    value
+);
+"""
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables in an empty database and stamp it as ours (inside the caller's transaction)."""
+    for statement in _TABLES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def verify(conn: sqlite3.Connection, path: Path, *, deep: bool = True) -> bool:
+    """Check that ``conn`` holds our checkpoint; False when the database is empty (a new file).
+
+    Raises:
+        StateCorruptError: a foreign SQLite file, a newer schema, or a failed ``quick_check``.
+    """
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id == 0 and version == 0 and tables == 0:
+            return False
+        if app_id != APPLICATION_ID:
+            raise StateCorruptError(f"the state file {path} is an SQLite database but not a mimecast-collector "
+                                    f"checkpoint (application_id {app_id}); {RESET_HINT}")
+        if version > SCHEMA_VERSION:
+            raise StateCorruptError(f"the state file {path} was written by a newer mimecast-collector (schema "
+                                    f"{version}, this one reads {SCHEMA_VERSION}); upgrade, or {RESET_HINT}")
+        if version != SCHEMA_VERSION:
+            raise StateCorruptError(f"the state file {path} has an unknown schema {version}; {RESET_HINT}")
+        if deep:
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                raise StateCorruptError(f"the state file {path} is damaged ({'; '.join(problems)}); {RESET_HINT}")
+    except sqlite3.DatabaseError as exc:
+        raise StateCorruptError(f"the state file {path} is corrupt ({exc}); {RESET_HINT}") from None
+    return True
+
+
+def digest(key: tuple[str, str]) -> bytes:
+    """The stored form of a ``(mimecast id, status)`` key: 16 bytes, whatever the text holds.
+
+    Lengths are hashed too, so no two different keys share an input; text that
+    is not valid Unicode (a lone surrogate from a hostile answer) is hashed as
+    is, never refused.
+    """
+    mimecast_id = key[0].encode("utf-8", "surrogatepass")
+    status = key[1].encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(len(mimecast_id).to_bytes(4, "big") + mimecast_id + status, digest_size=16).digest()
+
+
+def digests(keys: Iterable[tuple[str, str]]) -> dict[bytes, tuple[str, str]]:
+    """Each key's stored form, mapped back to the key."""
+    return {digest(k): k for k in keys}
+
+
+def to_iso(value: datetime | None) -> str | None:
+    """A watermark as stored: ISO 8601 in UTC."""
+    return value.astimezone(timezone.utc).isoformat() if value is not None else None
+
+
+def from_iso(value: str | None) -> datetime | None:
+    """A stored watermark back as an aware UTC datetime."""
+    return datetime.fromisoformat(value).astimezone(timezone.utc) if value is not None else None
+
+
+def stored_path(path: str) -> str | bytes:
+    """A path as SQLite can store it: text, or its bytes when it holds undecodable characters."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def stored_path_text(value: str | bytes) -> str:
+    """A stored path back as text."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value

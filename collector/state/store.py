@@ -1,0 +1,302 @@
+"""The durable checkpoint: an SQLite database committed once per chunk, with only what changed.
+
+Per watch it holds the watermark, the density estimate and where its last
+chunk let keys be forgotten; per output the committed mark; and one shared
+set of ``(mimecast id, status)`` keys already in every output, each with the
+end of the last chunk that found it. Keys are forgotten once every configured
+watch has moved past them (by its overlap), so a message found by two watches
+reaches each output once, shipped by the first.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from collector.errors import StateError
+from collector.state.forgetting import prune_point, remembered_from
+from collector.state.lock import lock_holder, take_lock
+from collector.state.model import Advance, Key, OutputMark, WatchState
+from collector.state.opening import connect
+from collector.state.schema import digest, digests, from_iso, stored_path, stored_path_text, to_iso
+
+__all__ = ["Advance", "OutputMark", "StateStore", "WatchState"]
+
+_BATCH = 500
+
+
+class StateStore:
+    """Opens, locks, checks and commits the checkpoint database.
+
+    Thread-safe: every method takes the store's lock, so pollers may ask
+    :meth:`known` while the pipeline commits.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.outputs: dict[str, OutputMark] = {}
+        self._watches: dict[str, WatchState] = {}
+        self._ids: dict[str, int] = {}
+        self._active: set[str] | None = None
+        self._pruned_at: int | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._sync = ""
+        self._lock_fd: int | None = None
+        self._mutex = threading.RLock()
+        self.read_only = False
+
+    def open(self, *, lock: bool = True) -> StateStore:
+        """Take the lock and open (creating or migrating) the database; ``lock=False`` opens it read-only.
+
+        Raises:
+            StateLockedError: another instance holds the lock.
+            StateCorruptError: the file is not a checkpoint this version can read.
+            StateError: the folder or file cannot be created or read.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        except OSError as exc:
+            raise StateError(f"cannot create the state folder {self.path.parent}: {exc.strerror}") from None
+        if lock:
+            self._lock_fd = take_lock(self._lock_path, self.path)
+        try:
+            self._conn = connect(self.path, read_only=not lock, in_use=not lock and self.holder() is not None)
+            self.read_only = not lock
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def holder(self) -> int | None:
+        """The pid of the collector holding the lock, or ``None`` when no collector runs on this state."""
+        return lock_holder(self._lock_path)
+
+    def close(self) -> None:
+        """Close the database (its write-ahead log is folded in) and release the lock."""
+        with self._mutex:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except sqlite3.Error:
+                    pass
+                self._conn = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def prepare(self, names: Iterable[str]) -> None:
+        """Create the state of every configured watch before any poll runs.
+
+        Only these watches hold keys back from being forgotten; a watch
+        removed from the configuration no longer does.
+        """
+        with self._mutex:
+            self._active = set(names)
+            for name in self._active:
+                self._watches.setdefault(name, WatchState())
+
+    def watch(self, name: str) -> WatchState:
+        """The state of watch ``name`` (created empty on first use); updated in place by each commit."""
+        with self._mutex:
+            state = self._watches.get(name)
+            if state is None:
+                state = self._watches[name] = WatchState()
+            return state
+
+    def watch_names(self) -> list[str]:
+        """Every watch the checkpoint knows, configured or not."""
+        with self._mutex:
+            return sorted(self._watches)
+
+    def known(self, watch: str, keys: Iterable[Key]) -> set[Key]:
+        """Which of ``keys`` are already in every output (shipped by any watch) or set aside.
+
+        ``watch`` is the asking watch: a key another watch shipped first is
+        known to it as well, so each output holds one event per key.
+        """
+        wanted = digests(keys)
+        found: set[Key] = set()
+        if not wanted:
+            return found
+        stored = list(wanted)
+        with self._mutex:
+            conn = self._require()
+            try:
+                for i in range(0, len(stored), _BATCH):
+                    batch = stored[i:i + _BATCH]
+                    rows = conn.execute(f"SELECT key FROM keys WHERE key IN ({','.join('?' * len(batch))})", batch)
+                    found.update(wanted[row[0]] for row in rows)
+            except sqlite3.Error as exc:
+                raise StateError(f"cannot read the state file {self.path}: {exc}") from None
+        return found
+
+    def remembered(self, watch: str) -> int:
+        """How many remembered keys ``watch`` shipped first."""
+        with self._mutex:
+            watch_id = self._ids.get(watch)
+            if watch_id is None:
+                return 0
+            return self._require().execute("SELECT count(*) FROM keys WHERE watch = ?", (watch_id,)).fetchone()[0]
+
+    def commit(self, advance: Advance) -> None:
+        """Commit one chunk: new and refreshed keys, forgotten keys, watermark and output marks, atomically.
+
+        Memory changes only once the database has committed, so after any
+        failure both still hold the previous checkpoint.
+
+        Raises:
+            StateError: the database could not be written; nothing of ``advance`` is committed.
+        """
+        with self._mutex:
+            conn = self._require()
+            state = self.watch(advance.watch)
+            watermark = advance.watermark if state.watermark is None else max(state.watermark, advance.watermark)
+            seen_at = int(advance.watermark.timestamp())
+            prune = self._prune_point(advance.watch, advance.horizon)
+            marks = {n: m for n, m in advance.marks.items() if self.outputs.get(n) != m}
+            # A commit that adds nothing to any output may be lost to a power cut without harm (the chunk is
+            # searched again); one that covers new output data is synced before the call returns.
+            with self._transaction("FULL" if advance.new_keys or marks else "NORMAL"):
+                watch_id = self._watch_row(advance.watch)
+                conn.execute("UPDATE watches SET watermark = ?, horizon = ?, density = coalesce(?, density) "
+                             "WHERE id = ?", (to_iso(watermark), int(advance.horizon.timestamp()), advance.density,
+                                              watch_id))
+                conn.executemany("INSERT INTO keys (key, watch, last_seen) VALUES (?, ?, ?) ON CONFLICT (key) "
+                                 "DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
+                                 [(digest(k), watch_id, seen_at) for k in advance.new_keys])
+                conn.executemany("UPDATE keys SET last_seen = ? WHERE key = ? AND last_seen < ?",
+                                 [(seen_at, digest(k), seen_at) for k in advance.seen_again])
+                if prune is not None:
+                    conn.execute("DELETE FROM keys WHERE last_seen < ?", (prune,))
+                    conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_at', ?)", (prune,))
+                self._write_marks(marks)
+            self._ids[advance.watch] = watch_id
+            state.watermark, state.horizon = watermark, advance.horizon
+            if advance.density is not None:
+                state.density = advance.density
+            self.outputs.update(marks)
+            if prune is not None:
+                self._pruned_at = prune
+            self._refresh_remembered()
+
+    def record_marks(self, marks: Mapping[str, OutputMark]) -> None:
+        """Commit output marks alone (on start and after a reopen); unchanged marks are not written.
+
+        Raises:
+            StateError: the database could not be written.
+        """
+        with self._mutex:
+            changed = {n: m for n, m in marks.items() if self.outputs.get(n) != m}
+            if not changed:
+                return
+            with self._transaction("FULL"):
+                self._write_marks(changed)
+            self.outputs.update(changed)
+
+    def reset(self, watch: str | None = None) -> bool:
+        """Forget one watch's progress, or every watch's progress and every key; False if ``watch`` is unknown.
+
+        Keys stay when one watch is reset: they record what the outputs hold.
+
+        Raises:
+            StateError: the database could not be written.
+        """
+        with self._mutex:
+            if watch is not None and watch not in self._ids:
+                return False
+            with self._transaction("FULL") as conn:
+                if watch is None:
+                    conn.execute("DELETE FROM keys")
+                    conn.execute("DELETE FROM watches")
+                    conn.execute("DELETE FROM meta WHERE name = 'pruned_at'")
+                else:
+                    conn.execute("UPDATE watches SET watermark = NULL, horizon = NULL, density = NULL WHERE id = ?",
+                                 (self._ids[watch],))
+            if watch is None:
+                self._watches.clear()
+                self._ids.clear()
+                self._pruned_at = None
+            else:
+                state = self._watches[watch]
+                state.watermark = state.density = state.horizon = None
+            self._refresh_remembered()
+            return True
+
+    @property
+    def _lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def _require(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateError(f"the state file {self.path} is not open")
+        return self._conn
+
+    @contextmanager
+    def _transaction(self, sync: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed at the end of the block and rolled back on any exception.
+
+        Raises:
+            StateError: the database could not be written (other exceptions pass through unchanged).
+        """
+        conn = self._require()
+        if self.read_only:
+            raise StateError(f"the state file {self.path} is open read-only")
+        try:
+            if sync != self._sync:
+                conn.execute(f"PRAGMA synchronous = {sync}")
+                self._sync = sync
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise StateError(f"cannot write the state file {self.path}: {exc}") from None
+            raise
+
+    def _watch_row(self, name: str) -> int:
+        conn = self._require()
+        watch_id = self._ids.get(name)
+        if watch_id is None:
+            conn.execute("INSERT INTO watches (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (name,))
+            watch_id = conn.execute("SELECT id FROM watches WHERE name = ?", (name,)).fetchone()[0]
+        return watch_id
+
+    def _write_marks(self, marks: Mapping[str, OutputMark]) -> None:
+        self._require().executemany("INSERT OR REPLACE INTO outputs (name, path, inode, size) VALUES (?, ?, ?, ?)",
+                                    [(n, stored_path(m.path), m.inode, m.size) for n, m in marks.items()])
+
+    def _prune_point(self, committing: str, horizon: datetime) -> int | None:
+        names = self._active if self._active is not None else set(self._watches)
+        others = [self._watches[n].horizon if n in self._watches else None for n in names if n != committing]
+        seconds = int(prune_point(horizon, others).timestamp())
+        return seconds if self._pruned_at is None or seconds > self._pruned_at else None
+
+    def _refresh_remembered(self) -> None:
+        pruned = datetime.fromtimestamp(self._pruned_at, timezone.utc) if self._pruned_at is not None else None
+        for state in self._watches.values():
+            state.remembered_from = remembered_from(state, pruned)
+
+    def _load(self) -> None:
+        conn = self._require()
+        for watch_id, name, watermark, horizon, density in conn.execute(
+                "SELECT id, name, watermark, horizon, density FROM watches"):
+            self._ids[name] = watch_id
+            self._watches[name] = WatchState(
+                watermark=from_iso(watermark), density=density,
+                horizon=datetime.fromtimestamp(horizon, timezone.utc) if horizon is not None else None)
+        for name, path, inode, size in conn.execute("SELECT name, path, inode, size FROM outputs"):
+            self.outputs[name] = OutputMark(stored_path_text(path), inode, size)
+        row = conn.execute("SELECT value FROM meta WHERE name = 'pruned_at'").fetchone()
+        self._pruned_at = int(row[0]) if row is not None else None
+        self._refresh_remembered()
