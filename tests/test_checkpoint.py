@@ -108,11 +108,13 @@ def test_a_record_found_outside_its_received_window_ships_once(flow: MailFlow, t
                                                                now: datetime) -> None:
     """Mimecast may match a record by another time: received 30 minutes ago, found in every window since."""
     stray = record("stray-1", now - timedelta(minutes=30))
-    with Simulator(flow, clock=lambda: now) as sim:
+    clock = {"now": now}
+    with Simulator(flow, clock=lambda: clock["now"]) as sim:
         c = collector(sim, tmp_path, collection={"initial_lookback": "20m"})
         sim.inject(Fault("canned", status=200, body=canned(stray)), times=100)
         for minutes in (0, 1, 2):
-            (result,) = c.run_once(now=lambda m=minutes: now + timedelta(minutes=m))
+            clock["now"] = now + timedelta(minutes=minutes)
+            (result,) = c.run_once(now=lambda: clock["now"])
             assert result.ok
         c.close()
     assert keys(tmp_path / "out.ndjson") == {("stray-1", "delivered"): 1}
@@ -121,14 +123,16 @@ def test_a_record_found_outside_its_received_window_ships_once(flow: MailFlow, t
 def test_a_future_received_time_is_forgotten_like_any_other(flow: MailFlow, tmp_path: Path, now: datetime) -> None:
     """A record dated 2099 is remembered an overlap after it was last found, then forgotten."""
     key = ("future-1", "delivered")
-    with Simulator(flow, clock=lambda: now) as sim:
+    clock = {"now": now}
+    with Simulator(flow, clock=lambda: clock["now"]) as sim:
         c = collector(sim, tmp_path, collection={"initial_lookback": "20m"})
         sim.inject(Fault("canned", status=200, body=canned(record(key[0], datetime(2099, 1, 1, tzinfo=timezone.utc)))),
                    times=2)
         c.run_once(now=lambda: now)
         assert c.state.known("inbound", [key]) == {key}
         sim.clear_faults()
-        (later,) = c.run_once(now=lambda: now + timedelta(minutes=30))
+        clock["now"] = now + timedelta(minutes=30)
+        (later,) = c.run_once(now=lambda: clock["now"])
         assert later.ok
         assert c.state.known("inbound", [key]) == set()
         c.close()
