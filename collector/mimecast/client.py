@@ -175,14 +175,14 @@ class MimecastClient:
             self._metrics.rate_limit_limit.set(quota.limit)
         if quota.remaining is not None and self._metrics is not None:
             self._metrics.rate_limit_remaining.set(quota.remaining)
-        if quota.limit is None or quota.remaining is None or response.status_code == 429:
+        if response.status_code == 429:
             return
         was_pacing = self.gate.pacing
-        pacing = self.gate.observe(quota, self._cfg.quota_reserve.of(quota.limit), self._cfg.max_rate_limit_wait)
+        reserve = self._cfg.quota_reserve.of(quota.limit) if quota.limit is not None else 0
+        pacing = self.gate.observe(quota, reserve, self._cfg.max_rate_limit_wait)
         if pacing != was_pacing:
             event = "mimecast.quota_pacing_started" if pacing else "mimecast.quota_pacing_ended"
-            self._log.info(event, remaining=quota.remaining, limit=quota.limit,
-                           reserve=self._cfg.quota_reserve.of(quota.limit),
+            self._log.info(event, remaining=quota.remaining, limit=quota.limit, reserve=reserve,
                            reset_s=None if quota.reset_s is None else round(quota.reset_s, 3))
 
     def _interpret(self, response: requests.Response) -> list[Any]:

@@ -74,6 +74,7 @@ class RateGate:
         self._budget: int | None = None
         self._refill_s = 1.0
         self._in_flight = 0
+        self._observed_at = 0.0
         self.pacing = False
 
     def block(self, seconds: float) -> None:
@@ -90,14 +91,23 @@ class RateGate:
 
     def observe(self, quota: Quota, reserve: int, longest: float) -> bool:
         """Update the budget from an answer's headers (a paced wait never exceeds ``longest`` seconds);
-        True when the reserve has been reached."""
-        if quota.remaining is None:
-            return False
+        True when the reserve has been reached. An answer without the headers makes the budget unknown
+        again: pacing on what an older answer said would slow every search for ever."""
         with self._lock:
+            if quota.remaining is None or quota.limit is None:
+                self._budget, self.pacing = None, False
+                return False
             if quota.reset_s is not None:
                 self._refill_s = min(max(quota.reset_s, _MIN_REFILL_S), max(longest, _MIN_REFILL_S))
             others = max(0, self._in_flight - 1)
-            self._budget = quota.remaining - reserve - others
+            budget, now = quota.remaining - reserve - others, self._clock()
+            if self._budget is not None and budget > self._budget:
+                # Answers of concurrent requests arrive out of order: an older, higher Remaining may come
+                # last. The budget grows only as fast as Mimecast adds requests back.
+                budget = min(budget, self._budget + int((now - self._observed_at) / self._refill_s))
+            if self._budget is None or budget != self._budget:
+                self._observed_at = now
+            self._budget = budget
             self.pacing = self._budget <= 0
             return self.pacing
 

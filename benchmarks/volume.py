@@ -1,0 +1,144 @@
+"""Benchmark: Mimecast searches the collector makes against the fewest that could do, at every density.
+
+    .venv/bin/python benchmarks/volume.py                      # 1, 100, 1,000, 3,000 a minute, a burst
+    .venv/bin/python benchmarks/volume.py --densities 100 --orders oldest
+
+Catch-up: one ``once`` over the last hour with result_cap 100 and window 15m, for each density of
+matching messages a minute and each answer order the simulator can play (Mimecast documents none).
+The ideal is the physical limit: the fewest whole-second windows, each holding fewer than result_cap
+matching records and none wider than the window, that cover the hour (from the simulator's ground
+truth). Steady state: the default daemon settings (interval 5m, window 15m, overlap 10m, lag 1m) for
+six polls after a catch-up, counting searches per poll and how many of them start inside the overlap
+(re-reading what the previous poll already covered). Counts, not times: the numbers repeat on any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import yaml
+from prometheus_client import CollectorRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from collector.config import load_config  # noqa: E402
+from collector.daemon import Collector  # noqa: E402
+from collector.logging import configure_logging  # noqa: E402
+from collector.simulator import ORDERS, Filter, MailFlow, MixedFlow, Simulator  # noqa: E402
+from collector.simulator.truth import ideal_searches  # noqa: E402
+
+FLT = Filter(to="example.com")
+MATCH = 0.54  # share of the simulator's messages that match to: example.com
+SPAN = timedelta(hours=1)
+
+
+def flow_for(now: datetime, per_minute: int, burst: int, span: timedelta) -> MixedFlow:
+    """``per_minute`` matching messages a minute over ``span`` before ``now``, plus ``burst`` in one minute."""
+    flows = [MailFlow(seed=per_minute, start=now - span, end=now + timedelta(hours=1),
+                      count=max(1, int(per_minute * (span + timedelta(hours=1)).total_seconds() / 60 / MATCH)))]
+    if burst:
+        flows.append(MailFlow(seed=per_minute + 7, start=now - timedelta(minutes=31),
+                              end=now - timedelta(minutes=30), count=int(burst / MATCH)))
+    return MixedFlow(flows)
+
+
+def collector(sim: Simulator, tmp: Path, **collection: str) -> Collector:
+    """A collector for ``sim`` with one watch and a raw file output."""
+    data = {
+        "mimecast": {"base_url": sim.base_url, "retries": 3, "backoff_initial": "0s", "backoff_max": "0s",
+                     "auth": {"type": "oauth2", "client_id": sim.credentials.client_id,
+                              "client_secret": sim.credentials.client_secret}},
+        "collection": {"result_cap": 100, "state_file": str(tmp / "state.db"), **collection},
+        "watches": [{"name": "inbound", "to": "example.com"}],
+        "outputs": [{"name": "file", "format": "raw", "sink": {"type": "file", "path": str(tmp / "out.ndjson")}}],
+        "metrics": {"listen": None}, "logging": {"level": "warning"},
+    }
+    (tmp / "config.yaml").write_text(yaml.safe_dump(data))
+    return Collector(load_config(tmp / "config.yaml", env={}), registry=CollectorRegistry())
+
+
+def exact(path: Path, truth: set[tuple[str, str]]) -> bool:
+    """Whether the file holds every key of ``truth`` once and nothing else."""
+    got = Counter((e["id"], e["status"]) for e in (json.loads(x)["tracked_email"] for x in path.read_text().splitlines()))
+    return set(got) == truth and max(got.values(), default=1) == 1
+
+
+def catch_up(now: datetime, per_minute: int, burst: int, order: str) -> tuple[int, int, bool]:
+    """(searches, ideal, exact) for one hour of catch-up."""
+    flow = flow_for(now, per_minute, burst, SPAN)
+    with Simulator(flow, cap=100, clock=lambda: now, order=order) as sim, tempfile.TemporaryDirectory() as tmp:
+        c = collector(sim, Path(tmp), window="15m", lag="0s", initial_lookback="1h")
+        try:
+            c.run_once(now=lambda: now)
+        finally:
+            c.close()
+        truth = flow.ground_truth(FLT, now - SPAN, now, now)
+        ideal = ideal_searches(flow, FLT, now - SPAN, now, now, cap=100, window=timedelta(minutes=15))
+        return len(sim.searches()), ideal, exact(Path(tmp) / "out.ndjson", truth)
+
+
+def steady(now: datetime, per_minute: int, polls: int = 6) -> tuple[float, float]:
+    """Default daemon settings: (searches per poll, of which re-read the overlap) after a catch-up."""
+    clock = {"now": now}
+    flow = flow_for(now, per_minute, 0, SPAN)
+    with Simulator(flow, cap=100, clock=lambda: clock["now"]) as sim, tempfile.TemporaryDirectory() as tmp:
+        c = collector(sim, Path(tmp), interval="5m", window="15m", overlap="10m", lag="1m", initial_lookback="1h")
+        try:
+            c.run_once(now=lambda: clock["now"])
+            searches = overlap = 0
+            for _ in range(polls):
+                before = len(sim.searches())
+                watermark = c.state.watch("inbound").watermark
+                clock["now"] += timedelta(minutes=5)
+                c.run_once(now=lambda: clock["now"])
+                for request in sim.searches()[before:]:
+                    start = datetime.strptime(request.body["data"][0]["start"], "%Y-%m-%dT%H:%M:%S%z")
+                    searches += 1
+                    overlap += watermark is not None and start < watermark
+        finally:
+            c.close()
+        return searches / polls, overlap / polls
+
+
+def main() -> int:
+    """Print both tables as Markdown."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--densities", default="1,100,1000,3000", help="matching messages a minute, comma-separated")
+    parser.add_argument("--orders", default=",".join(ORDERS))
+    parser.add_argument("--no-burst", action="store_true", help="skip the burst case (500 in one quiet minute)")
+    args = parser.parse_args()
+    configure_logging("warning", "json", stream=sys.stderr)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    densities = [int(x) for x in args.densities.split(",")]
+    orders = args.orders.split(",")
+    cases = [(d, 0) for d in densities] + ([] if args.no_burst else [(1, 500)])
+    print("Catch-up of one hour, result_cap 100, window 15m: searches made / ideal (ratio)\n")
+    print("| matching a minute | " + " | ".join(f"{o} first" if o != "shuffled" else o for o in orders) +
+          " | every message-status once |")
+    print("| --- | " + " | ".join("---:" for _ in orders) + " | --- |")
+    for per_minute, burst in cases:
+        cells, ok = [], True
+        for order in orders:
+            made, ideal, good = catch_up(now, per_minute, burst, order)
+            cells.append(f"{made:,} / {ideal:,} ({made / ideal:.2f}x)")
+            ok = ok and good
+        label = f"{per_minute:,}" + (f" + {burst} in one minute" if burst else "")
+        print(f"| {label} | " + " | ".join(cells) + f" | {'yes' if ok else 'NO'} |", flush=True)
+    print("\nSteady state, default settings (interval 5m, window 15m, overlap 10m, lag 1m), six polls\n")
+    print("| matching a minute | searches per poll | of which start inside the overlap |")
+    print("| --- | ---: | ---: |")
+    for per_minute in densities:
+        per_poll, reread = steady(now, per_minute)
+        print(f"| {per_minute:,} | {per_poll:.1f} | {reread:.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
