@@ -18,8 +18,8 @@ __all__ = ["CapWatch", "Density", "ONE_SECOND", "target_fill"]
 
 ONE_SECOND = timedelta(seconds=1)
 # How many standard deviations of a window's count (Poisson) to keep below result_cap: about one search in
-# twenty comes back capped and is searched again, the cheapest balance against under-filled searches.
-_Z = 1.65
+# ten comes back capped and is searched again, the cheapest balance against under-filled searches (measured).
+_Z = 1.3
 # A capped answer whose records span most of its window says nothing about how many more there were.
 _SPREAD = 0.9
 _OVERSHOOT = 1.15
