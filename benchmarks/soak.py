@@ -87,6 +87,12 @@ def sample(pid: int) -> dict[str, float]:
             "rss_mib": rss / 1024, "fds": len(os.listdir(f"/proc/{pid}/fd")), "at": time.monotonic()}
 
 
+def written(folder: Path) -> dict[str, int]:
+    """Bytes now in the ECS files (current and rotated) and in the daemon's log."""
+    return {"ecs": sum(p.stat().st_size for p in folder.glob("ecs.ndjson*")),
+            "log": (folder / "collector.log").stat().st_size}
+
+
 def log_events(path: Path) -> list[dict[str, Any]]:
     """The daemon's JSON log lines (anything else, e.g. a traceback, is kept under ``event: "?"``)."""
     out = []
@@ -152,7 +158,7 @@ def soak(args: argparse.Namespace, folder: Path, sim: Simulator, receiver: Rsysl
         def first_polls() -> bool:
             return len({e.get("watch") for e in log_events(log) if e["event"] == "poll.done"}) >= args.watches
         wait_until(first_polls, 600, "every watch's first poll")
-        begin_utc, begin = time.time(), sample(proc.pid)
+        begin_utc, begin = time.time(), {**sample(proc.pid), **written(folder)}
         length = args.minutes * 60
         print(f"steady window of {args.minutes:g} min starts; {args.watches} watches, interval {args.interval}s")
         time.sleep(length / 3)
@@ -164,7 +170,7 @@ def soak(args: argparse.Namespace, folder: Path, sim: Simulator, receiver: Rsysl
         time.sleep(5)
         receiver.start()
         time.sleep(max(0.0, begin["at"] + length - time.monotonic()))
-        end_utc, end = time.time(), sample(proc.pid)
+        end_utc, end = time.time(), {**sample(proc.pid), **written(folder)}
         proc.send_signal(signal.SIGTERM)
         stopping = time.monotonic()
         code = proc.wait(timeout=60)
@@ -210,6 +216,8 @@ def report(args: argparse.Namespace, folder: Path, log: Path, flow: MailFlow, st
         ("log lines at info", f"{len(window)} = {len(window) / hours:,.0f}/h; {lines_per_poll:.3f} per watch per poll"),
         ("  besides poll.done", ", ".join(f"{k} {v}" for k, v in sorted(others.items())) or "none"),
         ("bytes written", f"{(s1['write_bytes'] - s0['write_bytes']) / hours / 1e6:,.1f} MB/h"),
+        ("  of which ECS file, log", f"{(s1['ecs'] - s0['ecs']) / hours / 1e6:,.1f} MB/h, "
+                                     f"{(s1['log'] - s0['log']) / hours / 1e6:,.1f} MB/h"),
         ("CPU", f"{(s1['cpu_s'] - s0['cpu_s']) / hours:,.1f} s/h"),
         ("RSS start -> end", f"{s0['rss_mib']:.1f} -> {s1['rss_mib']:.1f} MiB"),
         ("FDs start -> end", f"{s0['fds']:.0f} -> {s1['fds']:.0f}"),
