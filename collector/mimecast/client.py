@@ -79,6 +79,8 @@ class MimecastClient:
         self._rand = rand
         self._log = structlog.get_logger("collector.mimecast")
         self.gate = RateGate(stop=stop)
+        self._paced = False
+        self._pacing_lock = threading.Lock()
         self._session = session or requests.Session()
         self._session.headers["User-Agent"] = f"mimecast-collector/{__version__}"
         self._proxies = {"http": config.proxy.reveal(), "https": config.proxy.reveal()} if config.proxy else None
@@ -177,13 +179,20 @@ class MimecastClient:
             self._metrics.rate_limit_remaining.set(quota.remaining)
         if response.status_code == 429:
             return
-        was_pacing = self.gate.pacing
         reserve = self._cfg.quota_reserve.of(quota.limit) if quota.limit is not None else 0
         pacing = self.gate.observe(quota, reserve, self._cfg.max_rate_limit_wait)
-        if pacing != was_pacing:
-            event = "mimecast.quota_pacing_started" if pacing else "mimecast.quota_pacing_ended"
-            self._log.info(event, remaining=quota.remaining, limit=quota.limit, reserve=reserve,
-                           reset_s=None if quota.reset_s is None else round(quota.reset_s, 3))
+        if quota.limit is None or quota.remaining is None:
+            return
+        with self._pacing_lock:
+            # Paced, the budget hovers at the reserve and flips with every answer: report the episode, which ends
+            # only once the quota is back to twice the reserve, not every flip.
+            recovered = quota.remaining >= min(quota.limit, max(2 * reserve, reserve + 1))
+            if pacing == self._paced or (not pacing and not recovered):
+                return
+            self._paced = pacing
+        event = "mimecast.quota_pacing_started" if pacing else "mimecast.quota_pacing_ended"
+        self._log.info(event, remaining=quota.remaining, limit=quota.limit, reserve=reserve,
+                       reset_s=None if quota.reset_s is None else round(quota.reset_s, 3))
 
     def _interpret(self, response: requests.Response) -> list[Any]:
         status = response.status_code

@@ -38,14 +38,16 @@ class SyslogSink:
 
     def write(self, lines: Sequence[Line]) -> None:
         """Build, frame and send one message per line."""
-        framed = []
+        framed, oversize = [], 0
         for line in lines:
             message, truncated = self._builder.build(line.text, line.severity, line.timestamp)
             if truncated:
-                self._count_oversize(self._cfg.oversize)
+                oversize += 1
                 if self._cfg.oversize == "drop":
                     continue
             framed.append(message if self._cfg.transport == "udp" else frame(message, self._cfg.framing))
+        if oversize:
+            self._count_oversize(self._cfg.oversize, oversize)
         if not framed:
             return
         with self._lock:
@@ -82,7 +84,8 @@ class SyslogSink:
         with self._lock:
             self._transport.close()
 
-    def _count_oversize(self, action: str) -> None:
+    def _count_oversize(self, action: str, count: int) -> None:
         if self._metrics is not None:
-            self._metrics.syslog_oversize.labels(self.name, action).inc()
-        self._log.warning("sink.syslog.oversize", action=action, limit=self._cfg.max_message_bytes)
+            self._metrics.syslog_oversize.labels(self.name, action).inc(count)
+        # One line per batch (one chunk), however many of its messages were too long.
+        self._log.warning("sink.syslog.oversize", action=action, count=count, limit=self._cfg.max_message_bytes)
