@@ -12,9 +12,11 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from collector.daemon import Collector
-from collector.simulator import Fault, MailFlow, Simulator
+from collector.simulator import Fault, Filter, MailFlow, Simulator
 from tests.cef_decoder import decode
 from tests.conftest import DATA, make_config
+
+FLT = Filter(to="example.com")
 
 
 def collector(sim: Simulator, tmp_path: Path, **kw: Any) -> Collector:
@@ -69,3 +71,52 @@ def test_odd_ids_recipients_and_numbers_ship_as_valid_events(tmp_path: Path, now
     assert ecs["nan-1"]["email"]["to"]["address"] == ["c@example.com"]
     cef = [decode(line) for line in (tmp_path / "cef.log").read_text().splitlines()]
     assert "a@example.com,b@example.com" in [m.extension.get("duser") for m in cef]
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_deeply_nested_json_is_a_retried_counted_malformed_answer(tmp_path: Path, now: datetime) -> None:
+    """An answer nested 1,000 (and 100,000) deep: retried, counted, reported with its window; the next poll ships all."""
+    flow = MailFlow(seed=8, start=now - timedelta(hours=1), end=now, count=200)
+    deep = nested(1000).encode()
+    with Simulator(flow, clock=lambda: now) as sim:
+        c = collector(sim, tmp_path, collection={"initial_lookback": "1h", "window": "1h"})
+        sim.inject(Fault("canned", status=200, body=deep), times=3)
+        sim.inject(Fault("canned", status=200, body=nested(100_000).encode()))
+        with capture_logs() as logs:
+            (failed,) = c.run_once(now=lambda: now)
+            (again,) = c.run_once(now=lambda: now)
+        c.close()
+    assert failed.error is not None and failed.error.error_type == "malformed_response"
+    assert not any(e["event"] == "poll.internal_error" for e in logs)
+    (report,) = [e for e in logs if e["event"] == "poll.failed"]
+    assert report["error_type"] == "malformed_response"
+    assert report["window_start"] == (now - timedelta(hours=1)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    assert report["window_end"] == now.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    assert c.metrics.registry.get_sample_value("mimecast_collector_api_retries_total",
+                                               {"reason": "malformed_response"}) == 3
+    assert c.metrics.registry.get_sample_value("mimecast_collector_poll_errors_total",
+                                               {"watch": "inbound", "error_type": "malformed_response"}) == 1
+    assert again.ok
+    got = Counter((e["tracked_email"]["id"], e["tracked_email"]["status"]) for e in events(tmp_path / "out.ndjson"))
+    assert max(got.values()) == 1
+    assert set(got) == flow.ground_truth(FLT, now - timedelta(hours=1), now, now)
+
+
+def test_a_record_nested_deep_inside_a_good_answer_is_set_aside(tmp_path: Path, now: datetime) -> None:
+    """A record whose field is nested as deep as the parser allows ships or is set aside; the rest ships."""
+    flow = MailFlow(seed=9, start=now - timedelta(hours=1), end=now, count=100)
+    body = canned(record("deep-1", now - timedelta(minutes=3), status="held", subject="PLACEHOLDER"))
+    body = body.replace(b'"PLACEHOLDER"', nested(985).encode())
+    with Simulator(flow, clock=lambda: now) as sim:
+        c = collector(sim, tmp_path, collection={"initial_lookback": "1h", "window": "1h"})
+        sim.inject(Fault("canned", status=200, body=body))
+        (first,) = c.run_once(now=lambda: now)
+        (second,) = c.run_once(now=lambda: now)
+        c.close()
+    assert second.ok, (first.error, second.error)
+    got = Counter((e["tracked_email"]["id"], e["tracked_email"]["status"]) for e in events(tmp_path / "out.ndjson"))
+    assert max(got.values()) == 1
+    assert set(got) - {("deep-1", "held")} == flow.ground_truth(FLT, now - timedelta(hours=1), now, now)
