@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
@@ -57,7 +58,7 @@ def test_odd_ids_recipients_and_numbers_ship_as_valid_events(tmp_path: Path, now
                     record("nan-1", at, status="held", spamScore=float("nan"), to=["c@example.com"]),
                     record("inf-1", at, status="held", spamScore=float("inf"), size=float("-inf")))
     assert b"NaN" in answer and b"Infinity" in answer
-    with Simulator(flow, clock=lambda: now) as sim:
+    with Simulator(flow, cap=1000, clock=lambda: now) as sim:
         c = collector(sim, tmp_path, outputs=outputs(tmp_path), collection={"initial_lookback": "10m"})
         sim.inject(Fault("canned", status=200, body=answer))
         (result,) = c.run_once(now=lambda: now)
@@ -81,7 +82,7 @@ def test_deeply_nested_json_is_a_retried_counted_malformed_answer(tmp_path: Path
     """An answer nested 1,000 (and 100,000) deep: retried, counted, reported with its window; the next poll ships all."""
     flow = MailFlow(seed=8, start=now - timedelta(hours=1), end=now, count=200)
     deep = nested(1000).encode()
-    with Simulator(flow, clock=lambda: now) as sim:
+    with Simulator(flow, cap=1000, clock=lambda: now) as sim:
         c = collector(sim, tmp_path, collection={"initial_lookback": "1h", "window": "1h"})
         sim.inject(Fault("canned", status=200, body=deep), times=3)
         sim.inject(Fault("canned", status=200, body=nested(100_000).encode()))
@@ -110,7 +111,7 @@ def test_a_record_nested_deep_inside_a_good_answer_is_set_aside(tmp_path: Path, 
     flow = MailFlow(seed=9, start=now - timedelta(hours=1), end=now, count=100)
     body = canned(record("deep-1", now - timedelta(minutes=3), status="held", subject="PLACEHOLDER"))
     body = body.replace(b'"PLACEHOLDER"', nested(985).encode())
-    with Simulator(flow, clock=lambda: now) as sim:
+    with Simulator(flow, cap=1000, clock=lambda: now) as sim:
         c = collector(sim, tmp_path, collection={"initial_lookback": "1h", "window": "1h"})
         sim.inject(Fault("canned", status=200, body=body))
         (first,) = c.run_once(now=lambda: now)
@@ -120,3 +121,55 @@ def test_a_record_nested_deep_inside_a_good_answer_is_set_aside(tmp_path: Path, 
     got = Counter((e["tracked_email"]["id"], e["tracked_email"]["status"]) for e in events(tmp_path / "out.ndjson"))
     assert max(got.values()) == 1
     assert set(got) - {("deep-1", "held")} == flow.ground_truth(FLT, now - timedelta(hours=1), now, now)
+
+
+def clock_flow(now: datetime) -> MailFlow:
+    return MailFlow(seed=21, start=now - timedelta(hours=1), end=now + timedelta(minutes=40), count=1200)
+
+
+def clock_run(tmp_path: Path, now: datetime, *, send_date: bool, fast: timedelta) -> tuple[Counter[Any], list[Any], Collector]:
+    """Twelve polls a minute apart while Mimecast's clock runs true; this host's is ``fast`` for polls 1 to 3."""
+    real = {"t": now}
+    flow = clock_flow(now)
+    with Simulator(flow, cap=1000, clock=lambda: real["t"], send_date=send_date) as sim:
+        c = collector(sim, tmp_path, collection={"initial_lookback": "1h", "window": "1h"})
+        with capture_logs() as logs:
+            for minute in range(12):
+                real["t"] = now + timedelta(minutes=minute)
+                local = real["t"] + (fast if 1 <= minute <= 3 else timedelta(0))
+                (result,) = c.run_once(now=lambda: local)
+                assert result.ok, result.error
+        c.close()
+    got = Counter((e["tracked_email"]["id"], e["tracked_email"]["status"]) for e in events(tmp_path / "out.ndjson"))
+    return got, logs, c
+
+
+@pytest.mark.parametrize("send_date", [True, False], ids=["with-date", "without-date"])
+def test_a_clock_thirty_minutes_fast_then_corrected_loses_and_repeats_nothing(tmp_path: Path, now: datetime,
+                                                                               send_date: bool) -> None:
+    """This host's clock runs 30 minutes fast for three polls, then is set right: it ships what a true clock ships.
+
+    With Mimecast's ``Date`` the watermark never passes Mimecast's clock; without it the watermark gets ahead
+    and, once the clock is right, the span searched too early is searched again.
+    """
+    (tmp_path / "true").mkdir()
+    (tmp_path / "fast").mkdir()
+    expected, _, _ = clock_run(tmp_path / "true", now, send_date=send_date, fast=timedelta(0))
+    got, logs, c = clock_run(tmp_path / "fast", now, send_date=send_date, fast=timedelta(minutes=30))
+    registry = c.metrics.registry
+    if send_date:
+        assert got == expected
+        assert max(got.values()) == 1
+        assert [e for e in logs if e["event"] == "mimecast.clock_skew"][0]["skew_s"] == 1800
+        assert [e for e in logs if e["event"] == "mimecast.clock_skew_ended"]
+        assert not [e for e in logs if e["event"] == "poll.watermark_ahead"]
+        return
+    # Without Date the fast clock is seen only once it is set right: the span it searched too early is searched
+    # again. Every message ships in its lasting status; a status that came and went while the searches ran ahead
+    # of the mail cannot be seen any more, and keys forgotten under the fast clock may ship a second time.
+    last = now + timedelta(minutes=11)
+    lasting = clock_flow(now).ground_truth(FLT, now - timedelta(hours=1), last, last)
+    assert {i for i, _ in expected} <= {i for i, _ in got}
+    assert lasting & set(expected) <= set(got)
+    assert [e for e in logs if e["event"] == "poll.watermark_ahead"]
+    assert registry.get_sample_value("mimecast_collector_clock_jumps_total", {"watch": "inbound"}) >= 1
