@@ -104,6 +104,8 @@ def parse_tracked_email(raw: Any) -> TrackedEmail:
     if not isinstance(raw, dict):
         raise RecordError("not_an_object", f"expected an object, got {type(raw).__name__}")
     mimecast_id = raw.get("id")
+    if type(mimecast_id) is int:
+        mimecast_id = str(mimecast_id)  # a numeric id is still an id: kept as its text
     if not isinstance(mimecast_id, str) or not mimecast_id:
         raise RecordError("missing_id", "tracked email has no id")
     try:
@@ -123,7 +125,7 @@ def parse_tracked_email(raw: Any) -> TrackedEmail:
         sent=sent,
         sender_env=_address(raw.get("fromEnv")),
         sender_hdr=_address(raw.get("fromHdr")),
-        recipients=tuple(_address(a) for a in _list(raw.get("to"))),
+        recipients=_recipients(raw.get("to")),
         subject=_text(raw.get("subject")),
         sender_ip=sender_ip,
         ip=_ip(sender_ip),
@@ -150,8 +152,13 @@ def _address(value: Any) -> Address:
     return Address(_text(value.get("emailAddress")), _text(value.get("displayableName")))
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
+def _recipients(value: Any) -> tuple[Address, ...]:
+    # Mimecast sends a list of address objects; a bare string (one address or a comma list) is kept, not dropped.
+    if isinstance(value, str):
+        return tuple(Address(part.strip()) for part in value.split(",") if part.strip())
+    if not isinstance(value, list):
+        return ()
+    return tuple(Address(a.strip()) if isinstance(a, str) else _address(a) for a in value)
 
 
 @functools.lru_cache(maxsize=4096)

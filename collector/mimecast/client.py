@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections.abc import Callable
@@ -197,7 +198,7 @@ class MimecastClient:
     def _interpret(self, response: requests.Response) -> list[Any]:
         status = response.status_code
         try:
-            payload = response.json()
+            payload = json.loads(response.content, parse_constant=_constant)
         except (ValueError, RecursionError):
             payload = None
         code, message, _ = first_failure(payload)
@@ -238,6 +239,11 @@ class MimecastClient:
     def _count_retry(self, reason: str) -> None:
         if self._metrics is not None:
             self._metrics.api_retries.labels(reason).inc()
+
+
+def _constant(name: str) -> str:
+    # NaN and Infinity are not JSON: kept as their text so that no output writes invalid JSON.
+    return name
 
 
 class _TokenExpired(Exception):
