@@ -31,6 +31,8 @@ __all__ = ["Span", "add_search_parser", "resolve_span", "run_search"]
 _FILTERS = {"to": "to", "from": "from", "subject": "subject", "sender_ip": "sender_ip",
             "message_id": "message_id", "status": "status", "route": "route"}
 _NAME = "search"
+# The daemon stays this far inside the retention too: an older start would be silently cut.
+_MARGIN = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def add_search_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--status", action="append", help="keep only this status (repeatable)")
     p.add_argument("--route", action="append", help="keep only this route (repeatable)")
     p.add_argument("--watch", help="use the filters of this configured watch")
-    p.add_argument("--since", help="search from this long ago (e.g. 3d, 12h), up to now less collection.lag")
+    p.add_argument("--since", help="search from this long ago (e.g. 3d, 12h; at most 29d)")
     p.add_argument("--start", help="search from this time (ISO 8601, e.g. 2026-05-01T00:00:00Z)")
     p.add_argument("--end", help="search up to this time (default: now less collection.lag)")
     p.add_argument("--format", choices=("ecs", "cef", "raw"), default=None, help="event format (default ecs)")
@@ -80,7 +82,7 @@ def resolve_span(args: argparse.Namespace, now: datetime, lag: timedelta) -> Spa
             if option == "end":
                 end = floor_second(_time(text))
             elif option == "since":
-                start = end - parse_duration(text)
+                start = floor_second(now) - parse_duration(text)
             else:
                 start = floor_second(_time(text))
         except ValueError as exc:
@@ -94,8 +96,9 @@ def resolve_span(args: argparse.Namespace, now: datetime, lag: timedelta) -> Spa
         problems.append(f"--end: {_iso(end)} is in the future")
     if start >= end:
         problems.append(f"--start: the span is empty ({_iso(start)} is not before {_iso(end)})")
-    if start < now - RETENTION:
-        problems.append(f"--since: {_iso(start)} is more than 30 days ago; Mimecast keeps tracking data 30 days")
+    if start < now - RETENTION + _MARGIN:
+        problems.append(f"--since: {_iso(start)} is 30 days ago or more; Mimecast keeps tracking data 30 days "
+                        "(search at most 29d back)")
     if problems:
         raise ConfigError(problems)
     return Span(start, end)
