@@ -75,13 +75,13 @@ def test_simulator_run_scrape_and_search_beside_the_daemon(served: tuple[subproc
     mimecast = yaml.safe_load(block)["mimecast"]
     assert mimecast["base_url"].startswith("http://127.0.0.1:")
     port, state = free_port(), tmp_path / "state.db"
-    config = {"mimecast": mimecast,
-              "collection": {"interval": "1h", "initial_lookback": "2h", "result_cap": 50, "state_file": str(state)},
+    config = {"collection": {"interval": "1h", "initial_lookback": "2h", "result_cap": 50, "state_file": str(state)},
               "watches": [{"name": "inbound", "to": "example.com"}],
               "outputs": [{"name": "archive", "format": "ecs", "sink": {"type": "file", "path": str(tmp_path / "a.ndjson")}}],
               "metrics": {"listen": f"127.0.0.1:{port}"}, "logging": {"level": "warning", "format": "json"}}
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config), encoding="utf-8")
+    # As the README shows: the simulator's own output, with the rest of a configuration appended.
+    cfg.write_text(block + yaml.safe_dump(config), encoding="utf-8")
     daemon = _collector("run", "-c", str(cfg), stdout=subprocess.DEVNULL)
     try:
         deadline, text = time.monotonic() + 30, ""
