@@ -196,6 +196,12 @@ def _output(config: Config, args: argparse.Namespace) -> OutputConfig:
         if not found:
             raise ConfigError([f"--output: no output named {args.output!r} (configured: "
                                f"{', '.join(o.name for o in config.outputs)})"])
+        if found[0].sink.type == "file":
+            # The daemon's checkpoint holds the committed length of its files: at its next start it would
+            # cut off, as an uncommitted tail, everything search appended.
+            raise ConfigError([f"--output: {args.output!r} is a file the daemon keeps a committed length of and "
+                               f"would cut a backfill off; use -o FILE --format {found[0].format} (a file of its "
+                               "own) or a syslog output"])
         return found[0]
     sink: dict[str, Any] = {"type": "file", "path": str(args.out.absolute())} if args.out else {"type": "stdout"}
     return TypeAdapter(OutputConfig).validate_python({"name": "search", "format": args.format or "ecs", "sink": sink})

@@ -112,14 +112,12 @@ def test_search_at_a_higher_density_splits_and_still_matches(tmp_path: Path, cas
     assert done.stdout == ""
 
 
-def test_backfill_into_a_configured_file_output(sparse: Simulator, tmp_path: Path) -> None:
-    archive = tmp_path / "archive.ndjson"
-    archive.write_text("", encoding="utf-8")
-    cfg = sim_config(tmp_path, sparse, outputs=[
-        {"name": "archive", "format": "raw", "sink": {"type": "file", "path": str(archive)}}])
-    done = run_cli("search", "-c", str(cfg), "--watch", "inbound", *span_args(), "--output", "archive")
+def test_backfill_into_a_file_of_its_own(sparse: Simulator, tmp_path: Path) -> None:
+    out = tmp_path / "backfill.ndjson"
+    cfg = sim_config(tmp_path, sparse)
+    done = run_cli("search", "-c", str(cfg), "--watch", "inbound", *span_args(), "--format", "raw", "-o", str(out))
     assert done.returncode == 0, done.stderr
-    found = keys_in_order(read_raw(archive.read_text(encoding="utf-8").splitlines()))
+    found = keys_in_order(read_raw(out.read_text(encoding="utf-8").splitlines()))
     assert sorted(found) == sorted(truth(SPARSE, Filter(to="example.com")))
     assert not (tmp_path / "state.json").exists(), "search touched the daemon's checkpoint"
 
@@ -146,6 +144,7 @@ def test_backfill_into_a_real_rsyslog(sparse: Simulator, tmp_path: Path) -> None
     (["--since", "3d", "--status", "held"], "give at least one filter"),
     (["--watch", "nope", "--since", "3d"], "no watch named 'nope'"),
     (["--to", "example.com", "--since", "3d", "--output", "nope"], "no output named 'nope'"),
+    (["--to", "example.com", "--since", "3d", "--output", "archive"], "would cut a backfill off"),
     (["--to", "example.com", "--start", "2020-01-01T00:00:00Z"], "30 days"),
     (["--to", "example.com", "--start", (NOW - timedelta(hours=1)).isoformat(),
       "--end", (NOW - timedelta(hours=2)).isoformat()], "empty"),
