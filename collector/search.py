@@ -160,7 +160,8 @@ def _search(config: Config, watch: WatchConfig, output: OutputConfig, span: Span
     if complete:
         print(f"{say}; searched {_iso(span.start)} to {_iso(span.end)} completely", file=sys.stderr)
         return 0
-    why = f"{result.error.error_type}: {result.error}" if result.error else "interrupted"
+    why = f"{result.error.error_type}: {result.error}" if result.error else "interrupted" if result.interrupted \
+        else "Mimecast's clock has not reached the end of the span yet"
     again = f"run it again with --resume {resume} to continue" if resume else \
         "give --resume FILE to be able to continue an interrupted search"
     print(f"{say}; stopped ({why}) having searched {_iso(span.start)} to {_iso(reached)} of "

@@ -77,7 +77,8 @@ def test_simulator_run_scrape_and_search_beside_the_daemon(served: tuple[subproc
     port, state = free_port(), tmp_path / "state.db"
     config = {"collection": {"interval": "1h", "initial_lookback": "2h", "result_cap": 50, "state_file": str(state)},
               "watches": [{"name": "inbound", "to": "example.com"}],
-              "outputs": [{"name": "archive", "format": "ecs", "sink": {"type": "file", "path": str(tmp_path / "a.ndjson")}}],
+              "outputs": [{"name": "archive", "format": "ecs",
+                           "sink": {"type": "file", "path": str(tmp_path / "a.ndjson")}}],
               "metrics": {"listen": f"127.0.0.1:{port}"}, "logging": {"level": "warning", "format": "json"}}
     cfg = tmp_path / "config.yaml"
     # As the README shows: the simulator's own output, with the rest of a configuration appended.
