@@ -12,6 +12,8 @@ from collector import __version__
 from collector.config import Config, load_config
 from collector.config import default_config_path, format_duration
 from collector.errors import ConfigError, StateCorruptError, StateError
+from collector.search import add_search_parser, run_search
+from collector.simulate import add_simulator_parser, run_simulator
 
 __all__ = ["EX_CONFIG", "EX_DATAERR", "build_parser", "main"]
 
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--format", choices=("ecs", "cef", "raw"), default="ecs", help="event format on stdout")
     demo.add_argument("--messages", type=int, default=800, help="messages in the simulated mail flow")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated mail flow")
+    add_search_parser(sub, common)
+    add_simulator_parser(sub)
     state = sub.add_parser("state", help="inspect or reset the checkpoint")
     state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     state_sub.add_parser("show", parents=[common], help="print the checkpoint of every watch")
@@ -62,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from collector.demo import run_demo
 
             return run_demo(config_path=args.config, fmt=args.format, messages=args.messages, seed=args.seed)
+        if args.command == "simulator":
+            return run_simulator(args)
         if args.command == "reload" and args.pid:
             from collector.commands import reload
 
@@ -83,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.doctor(config)
         if args.command == "reload":
             return commands.reload(config)
+        if args.command == "search":
+            return run_search(config, args)
         if args.command == "once":
             return commands.once(config, watches=args.watch)
         if args.state_command == "show":

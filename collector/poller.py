@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -73,14 +73,16 @@ class Poller:
         self._clock = (datetime.now(timezone.utc), time.monotonic())
         self._log = structlog.get_logger("collector.poller").bind(watch=watch.name)
 
-    def run_cycle(self, now: datetime) -> CycleResult:
-        """Search everything between the watermark and the present less ``lag``; never raises."""
+    def run_cycle(self, now: datetime, *, until: datetime | None = None) -> CycleResult:
+        """Search everything between the watermark and the present less ``lag`` (or ``until``); never raises."""
         started = time.monotonic()
         result = CycleResult(self.watch.name)
         state = self._pipeline.state.watch(self.watch.name)
         if self._density is None:
             self._density = Density(state.density)
         plan = plan_windows(state.watermark, now, self._cfg, remembered_from=state.remembered_from)
+        if until is not None and until < plan.end:
+            plan = replace(plan, end=floor_second(until))
         self._clock = (now, time.monotonic())
         self._report_plan(plan, state.watermark)
         span: tuple[datetime, datetime] | None = None

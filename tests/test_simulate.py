@@ -1,0 +1,114 @@
+"""``simulator`` served on a port, ``run -c`` against it, a Prometheus scrape, and ``search`` beside the daemon."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import ROOT, run_cli
+from tests.rsyslog import free_port
+
+_ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def _collector(*args: str, stdout: int | None = subprocess.PIPE) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "collector", *args], cwd=ROOT, env=_ENV, text=True,
+                            stdout=stdout, stderr=subprocess.PIPE)
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        _out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _out, err = proc.communicate(timeout=10)
+    return proc.returncode, err
+
+
+def _read_block(proc: subprocess.Popen[str]) -> str:
+    """What the simulator printed before it waits for a signal: the ``mimecast:`` block and a comment."""
+    assert proc.stdout is not None
+    text, deadline = "", time.monotonic() + 20
+    while "# " not in text and time.monotonic() < deadline and proc.poll() is None:
+        ready, _w, _x = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            text += os.read(proc.stdout.fileno(), 4096).decode()
+    assert "# " in text, f"the simulator printed no configuration block: {text!r}"
+    return text
+
+
+@pytest.fixture(name="served")
+def _served() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    proc = _collector("simulator", "--port", "0", "--density", "5", "--cap", "50", "--quota", "200/0.05")
+    try:
+        yield proc, _read_block(proc)
+    finally:
+        _stop(proc)
+
+
+def _metrics(port: int) -> str:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except requests.RequestException:
+        return ""
+
+
+def _snapshot(state: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in state.parent.iterdir() if p.name.startswith(state.name)}
+
+
+def test_simulator_run_scrape_and_search_beside_the_daemon(served: tuple[subprocess.Popen[str], str],
+                                                           tmp_path: Path) -> None:
+    sim, block = served
+    mimecast = yaml.safe_load(block)["mimecast"]
+    assert mimecast["base_url"].startswith("http://127.0.0.1:")
+    port, state = free_port(), tmp_path / "state.db"
+    config = {"collection": {"interval": "1h", "initial_lookback": "2h", "result_cap": 50, "state_file": str(state)},
+              "watches": [{"name": "inbound", "to": "example.com"}],
+              "outputs": [{"name": "archive", "format": "ecs",
+                           "sink": {"type": "file", "path": str(tmp_path / "a.ndjson")}}],
+              "metrics": {"listen": f"127.0.0.1:{port}"}, "logging": {"level": "warning", "format": "json"}}
+    cfg = tmp_path / "config.yaml"
+    # As the README shows: the simulator's own output, with the rest of a configuration appended.
+    cfg.write_text(block + yaml.safe_dump(config), encoding="utf-8")
+    daemon = _collector("run", "-c", str(cfg), stdout=subprocess.DEVNULL)
+    try:
+        deadline, text = time.monotonic() + 30, ""
+        while 'poll_runs_total{outcome="success",watch="inbound"} 1.0' not in text and time.monotonic() < deadline:
+            assert daemon.poll() is None, "the daemon ended"
+            time.sleep(0.1)
+            text = _metrics(port)
+        assert 'poll_runs_total{outcome="success",watch="inbound"} 1.0' in text, text[-2000:]
+        shipped = (tmp_path / "a.ndjson").read_text(encoding="utf-8").count("\n")
+        assert shipped > 0
+        before = _snapshot(state)
+        found = run_cli("search", "-c", str(cfg), "--watch", "inbound", "--since", "1d", "--format", "raw",
+                        "-o", str(tmp_path / "found.ndjson"), timeout=60)
+        assert found.returncode == 0, found.stderr
+        assert _snapshot(state) == before, "search changed the daemon's checkpoint"
+        assert (tmp_path / "found.ndjson").read_text(encoding="utf-8").count("\n") > shipped
+        assert daemon.poll() is None, "the daemon stopped while search ran"
+    finally:
+        code, err = _stop(daemon)
+    assert code == 0, err
+    code, err = _stop(sim)
+    assert code == 0, err
+    assert "answered" in err
+
+
+def test_simulator_refuses_bad_knobs() -> None:
+    done = run_cli("simulator", "--port", "0", "--quota", "lots", timeout=30)
+    assert done.returncode == 78
+    assert "--quota" in done.stderr
