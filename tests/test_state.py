@@ -14,6 +14,7 @@ import pytest
 
 from collector.errors import StateCorruptError, StateLockedError
 from collector.state import Advance, OutputMark, StateStore, legacy_backup
+from collector.state.store import REFRESH_MARGIN_S
 
 T = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 M = timedelta(minutes=1)
@@ -108,18 +109,34 @@ def test_an_empty_file_is_a_new_checkpoint(tmp_path: Path) -> None:
 
 
 def test_keys_are_forgotten_by_when_they_were_last_seen(tmp_path: Path) -> None:
-    """A key lives an overlap past the last chunk that found it, whatever its received time (even 2099)."""
+    """A key lives an overlap (plus the refresh margin) past the last chunk that found it, whatever its
+    received time (even 2099); a key seen again within the margin is not rewritten."""
+    margin = timedelta(seconds=REFRESH_MARGIN_S)
     store = StateStore(tmp_path / "state.json").open()
     store.commit(advance("w", T, new_keys=[("old", "a"), ("again", "a"), ("future", "a")]))
-    store.commit(advance("w", T + 5 * M, seen_again=[("again", "a")]))
-    store.commit(advance("w", T + 10 * M))  # horizon T: nothing last seen before T yet
+    store.commit(advance("w", T + margin + M, seen_again=[("again", "a")]))
+    store.commit(advance("w", T + 10 * M + margin))  # horizon T + 5m less the margin: nothing before T yet
     assert store.known("w", [("old", "a"), ("again", "a"), ("future", "a")]) == {("old", "a"), ("again", "a"),
                                                                                  ("future", "a")}
-    store.commit(advance("w", T + 11 * M))
+    store.commit(advance("w", T + 11 * M + margin))
     assert store.known("w", [("old", "a"), ("again", "a"), ("future", "a")]) == {("again", "a")}
-    store.commit(advance("w", T + 16 * M))
+    store.commit(advance("w", T + 12 * M + 2 * margin))
     assert store.known("w", [("again", "a")]) == set()
     assert store.remembered("w") == 0
+
+
+def test_a_key_seen_again_within_the_margin_is_not_rewritten_yet_never_forgotten_too_early(tmp_path: Path) -> None:
+    """Seen again every minute: rewritten only when its last-seen time is the margin old, and still known
+    as long as a search could find it (its last chunk end plus the overlap)."""
+    store = StateStore(tmp_path / "state.json").open()
+    store.commit(advance("w", T, new_keys=[("k", "a")]))
+    for minute in range(1, 30):
+        store.commit(advance("w", T + minute * M, seen_again=[("k", "a")]))
+        assert store.known("w", [("k", "a")]) == {("k", "a")}
+    stored = store._require().execute("SELECT last_seen FROM keys").fetchone()[0]  # noqa: SLF001 - a white-box look
+    assert stored < int((T + 29 * M).timestamp()) and stored >= int((T + 29 * M).timestamp()) - REFRESH_MARGIN_S
+    store.commit(advance("w", T + 38 * M))  # horizon T + 28m: the last chunk that found it ended at T + 29m
+    assert store.known("w", [("k", "a")]) == {("k", "a")}
 
 
 def test_remembered_from_never_moves_back_nor_passes_the_watermark(tmp_path: Path) -> None:

@@ -30,6 +30,9 @@ __all__ = ["Advance", "OutputMark", "StateStore", "WatchState"]
 _BATCH = 500
 
 
+# How stale a key's last-seen time may get before a re-read rewrites it (and how much longer keys are kept).
+REFRESH_MARGIN_S = 300
+
 class StateStore:
     """Opens, locks, checks and commits the checkpoint database.
 
@@ -170,10 +173,13 @@ class StateStore:
                 conn.executemany("INSERT INTO keys (key, watch, last_seen) VALUES (?, ?, ?) ON CONFLICT (key) "
                                  "DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
                                  [(digest(k), watch_id, seen_at) for k in advance.new_keys])
+                # A key seen again is rewritten only once its last-seen time is REFRESH_MARGIN old, and keys are
+                # kept that much past the horizon: a steady state that re-reads the overlap at every poll then
+                # does not rewrite every key at every poll, and no key is forgotten while it can be found again.
                 conn.executemany("UPDATE keys SET last_seen = ? WHERE key = ? AND last_seen < ?",
-                                 [(seen_at, digest(k), seen_at) for k in advance.seen_again])
+                                 [(seen_at, digest(k), seen_at - REFRESH_MARGIN_S) for k in advance.seen_again])
                 if prune is not None:
-                    conn.execute("DELETE FROM keys WHERE last_seen < ?", (prune,))
+                    conn.execute("DELETE FROM keys WHERE last_seen < ?", (prune - REFRESH_MARGIN_S,))
                     conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_at', ?)", (prune,))
                 self._write_marks(marks)
             self._ids[advance.watch] = watch_id
