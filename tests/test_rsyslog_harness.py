@@ -40,24 +40,19 @@ def test_the_installed_tls_driver_is_used_gnutls_first(tmp_path: Path) -> None:
     assert tls_driver(both, env={}) == "ossl"
 
 
-def test_without_a_tls_driver_tls_tests_skip_with_the_reason_outside_ci(tmp_path: Path) -> None:
+def test_without_a_tls_driver_tls_tests_skip_with_the_reason_outside_ci(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Neither driver: skipped, naming both packages; in CI the same is a failure."""
     plain_only = modules(tmp_path, "lmnsd_ptcp.so", "imtcp.so")
     assert installed_tls_drivers(plain_only) == []
+    monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="rsyslog-gnutls or rsyslog-openssl"):
         tls_driver(plain_only, env={})
     with pytest.raises(pytest.skip.Exception, match="lmnsd_gtls.so is not installed"):
         tls_driver(plain_only, env={"RSYSLOG_TLS_DRIVER": "gtls"})
-    ci = os.environ.get("CI")
-    os.environ["CI"] = "true"
-    try:
-        with pytest.raises(pytest.fail.Exception, match="no TLS driver"):
-            tls_driver(plain_only, env={})
-    finally:
-        if ci is None:
-            del os.environ["CI"]
-        else:
-            os.environ["CI"] = ci
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no TLS driver"):
+        tls_driver(plain_only, env={})
 
 
 def tls_sink(tmp_path: Path, port: int, certs: Certs, **extra: str) -> SyslogSink:
