@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -41,13 +42,18 @@ def test_example_config_passes_check_config() -> None:
     assert "client_secret ***" in result.stdout
 
 
-def test_three_mistakes_are_all_reported_with_exit_78(tmp_path: Path) -> None:
-    """Three separate mistakes print three dotted paths, and the process exits 78."""
+def check_three_mistakes(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``check-config`` on the README's example of three separate mistakes."""
     data = base(tmp_path)
     data["mimecast"]["timeout"] = "5x"
     data["collection"]["windw"] = "5m"
     data["watches"][0]["sender_ip"] = "300.1.1.1"
-    result = run_cli("check-config", "-c", str(write_config(tmp_path, data)))
+    return run_cli("check-config", "-c", str(write_config(tmp_path, data)))
+
+
+def test_three_mistakes_are_all_reported_with_exit_78(tmp_path: Path) -> None:
+    """Three separate mistakes print three dotted paths, and the process exits 78."""
+    result = check_three_mistakes(tmp_path)
     assert result.returncode == 78
     for path in ("mimecast.timeout:", "collection.windw: unknown key", "watches[0].sender_ip:"):
         assert path in result.stderr

@@ -14,7 +14,7 @@ from collector.config import parse_config
 from collector.config.schema import json_schema
 from tests.conftest import ROOT, run_cli, write_config
 from tests.schema_check import SCHEMA_FILE, schema_problems
-from tests.test_config import base
+from tests.test_config import base, check_three_mistakes
 
 
 def test_schema_file_is_what_check_config_prints() -> None:
@@ -93,11 +93,7 @@ def test_readme_three_mistakes_are_printed_byte_for_byte(tmp_path: Path) -> None
     shown = re.search(r"```\n(mimecast-collector: configuration is invalid \(3 problems\):\n.*?)```", readme,
                       re.S)
     assert shown
-    data = base(tmp_path)
-    data["mimecast"]["timeout"] = "5x"
-    data["collection"]["windw"] = "5m"
-    data["watches"][0]["sender_ip"] = "300.1.1.1"
-    result = run_cli("check-config", "-c", str(write_config(tmp_path, data)))
+    result = check_three_mistakes(tmp_path)
     assert result.returncode == 78
     assert result.stdout == ""
     assert result.stderr == shown.group(1)
