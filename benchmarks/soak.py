@@ -9,7 +9,8 @@ TCP to a real rsyslogd. A third of the way in the file is rotated (rename, then 
 the way in the receiver is stopped for five seconds and started again. The steady window starts once
 every watch has finished its first poll (the initial backfill) and ends at SIGTERM. Reported per hour of
 that window: log lines at info, bytes the daemon wrote (/proc/PID/io write_bytes, its log included),
-CPU seconds; RSS and open file descriptors at its start and end; the mean gap between one watch's
+CPU seconds; RSS and open file descriptors at its start and end, and RSS once a minute in between (shown
+at each quarter, so that growth that levels off is told from a leak); the mean gap between one watch's
 polls against the interval; and duplicates and losses in the ECS file against the simulator's truth.
 """
 
@@ -40,6 +41,7 @@ from tests.rsyslog import Rsyslog  # noqa: E402
 RATE = 0.5  # messages per second
 LOOKBACK = timedelta(hours=1)
 LAG = timedelta(minutes=1)
+RSS_EVERY = 60.0  # seconds between RSS samples in the steady window
 TICKS = os.sysconf("SC_CLK_TCK")
 # What an operator acts on: the rotation and the receiver restart cause these, once each.
 STATE_CHANGES = {"sinks.reopened", "poll.failed", "poll.recovered", "collector.started", "collector.stopping",
@@ -104,6 +106,11 @@ def log_events(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def quarter(series: list[float], q: int) -> float:
+    """The sample at ``q`` quarters of the way through ``series`` (0 is the first, 4 the last)."""
+    return series[round(q * (len(series) - 1) / 4)]
+
+
 def stamp(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
 
@@ -161,16 +168,25 @@ def soak(args: argparse.Namespace, folder: Path, sim: Simulator, receiver: Rsysl
         begin_utc, begin = time.time(), {**sample(proc.pid), **written(folder)}
         length = args.minutes * 60
         print(f"steady window of {args.minutes:g} min starts; {args.watches} watches, interval {args.interval}s")
-        time.sleep(length / 3)
+        rss: list[float] = [begin["rss_mib"]]
+
+        def pause_until(at: float) -> None:
+            """Sleep until ``at`` (monotonic), noting the daemon's RSS every RSS_EVERY seconds meanwhile."""
+            while (left := at - time.monotonic()) > 0:
+                time.sleep(min(left, RSS_EVERY))
+                rss.append(sample(proc.pid)["rss_mib"])
+
+        pause_until(begin["at"] + length / 3)
         (folder / "ecs.ndjson").rename(folder / "ecs.ndjson.1")
         subprocess.run([sys.executable, "-m", "collector", "reload", "-c", str(cfg)], cwd=ROOT, check=True,
                        capture_output=True, timeout=60)
-        time.sleep(length / 3)
+        pause_until(begin["at"] + 2 * length / 3)
         receiver.stop()
         time.sleep(5)
         receiver.start()
-        time.sleep(max(0.0, begin["at"] + length - time.monotonic()))
+        pause_until(begin["at"] + length)
         end_utc, end = time.time(), {**sample(proc.pid), **written(folder)}
+        begin["rss_series"] = rss  # type: ignore[assignment]
         proc.send_signal(signal.SIGTERM)
         stopping = time.monotonic()
         code = proc.wait(timeout=60)
@@ -220,6 +236,9 @@ def report(args: argparse.Namespace, folder: Path, log: Path, flow: MailFlow, st
                                      f"{(s1['log'] - s0['log']) / hours / 1e6:,.1f} MB/h"),
         ("CPU", f"{(s1['cpu_s'] - s0['cpu_s']) / hours:,.1f} s/h"),
         ("RSS start -> end", f"{s0['rss_mib']:.1f} -> {s1['rss_mib']:.1f} MiB"),
+        ("RSS at each quarter", " -> ".join(f"{quarter(s0['rss_series'], q):.1f}" for q in range(5)) + " MiB"),
+        ("RSS growth, second half", f"{quarter(s0['rss_series'], 4) - quarter(s0['rss_series'], 2):+.1f} MiB "
+                                    f"(first half {quarter(s0['rss_series'], 2) - quarter(s0['rss_series'], 0):+.1f})"),
         ("FDs start -> end", f"{s0['fds']:.0f} -> {s1['fds']:.0f}"),
         ("mean poll gap", f"{mean_gap:.2f} s vs {args.interval} s ({(mean_gap / args.interval - 1) * 100:+.2f}%), "
                           f"min {min(gaps, default=0):.2f} max {max(gaps, default=0):.2f}"),
