@@ -7,10 +7,13 @@ import signal
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from collector.errors import ConfigError
-from collector.simulator import ORDERS, Bucket, Fault, MailFlow, MixedFlow, Simulator
+from collector.simulator import ORDERS
+
+if TYPE_CHECKING:
+    from collector.simulator import Bucket, Simulator  # noqa: F401 (annotations only)
 
 __all__ = ["add_simulator_parser", "mimecast_block", "run_simulator"]
 
@@ -37,6 +40,8 @@ def add_simulator_parser(sub: Any) -> None:
 
 def run_simulator(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Serve until SIGTERM or SIGINT; print the ``mimecast:`` block to paste into a configuration."""
+    from collector.simulator import Fault, MailFlow, MixedFlow, Simulator
+
     quota = _quota(args.quota)
     problems = [f"--{name}: must be {rule}" for name, bad, rule in (
         ("density", args.density <= 0, "above 0"), ("burst", args.burst < 0, "0 or more"),
@@ -82,6 +87,8 @@ def mimecast_block(base_url: str, sim: Simulator) -> str:
 
 
 def _quota(text: str | None) -> Bucket | None:
+    from collector.simulator import Bucket
+
     if text is None:
         return None
     limit, _, refill = text.partition("/")

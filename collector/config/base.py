@@ -11,7 +11,7 @@ from collector.config.fields import problem
 
 __all__ = ["MODEL", "Section"]
 
-MODEL = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
+MODEL = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, defer_build=True)
 
 
 @dataclass(frozen=True, config=MODEL)

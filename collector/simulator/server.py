@@ -20,13 +20,13 @@ from datetime import datetime, timedelta, timezone
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+from collector.simulator import ORDERS
 from collector.simulator.flow import Filter, MailFlow
 from collector.simulator.handler import SEARCH_PATHS, Fault, Recorded, make_handler
 from collector.simulator.quota import Bucket
 
-__all__ = ["Bucket", "Credentials", "Fault", "ORDERS", "Recorded", "Simulator", "SEARCH_PATHS"]
+__all__ = ["Bucket", "Credentials", "Fault", "Recorded", "Simulator", "SEARCH_PATHS"]
 
-ORDERS = ("oldest", "newest", "shuffled")
 
 _DATE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
                    r"\d{4} \d{2}:\d{2}:\d{2} UTC$")
