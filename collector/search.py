@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from collector.config import Config, MetricsConfig, OutputConfig, WatchConfig, parse_duration
+from collector.config import Config, FileSinkConfig, MetricsConfig, OutputConfig, WatchConfig, parse_duration
 from collector.errors import ConfigError
 from collector.windows import RETENTION, floor_second
 
@@ -108,25 +108,28 @@ def run_search(config: Config, args: argparse.Namespace) -> int:
     """Run ``search``; 0 only when the whole span was searched and delivered."""
     from collector.commands import _logging
 
-    watch, output = _watch(config, args), _output(config, args)
+    watch, configured = _watch(config, args), _output(config, args)
     _logging(replace(config, logging=replace(config.logging, level="warning")))
     now = datetime.now(timezone.utc)
     resume = args.resume
-    if resume is not None and resume.exists():
-        if resume.resolve() == config.collection.state_file.resolve():
-            raise ConfigError(["--resume: that is the daemon's checkpoint (collection.state_file); use another file"])
-        span = _saved_span(resume, watch, output)
+    if resume is not None and resume.resolve() == config.collection.state_file.resolve():
+        raise ConfigError(["--resume: that is the daemon's checkpoint (collection.state_file); use another file"])
+    saved = _saved(resume) if resume is not None and resume.exists() else None
+    output = _beside(configured, saved, now)
+    if resume is not None and saved is not None:
+        span = _saved_span(resume, saved, watch, output)
     else:
-        if resume is not None and resume.resolve() == config.collection.state_file.resolve():
-            raise ConfigError(["--resume: that is the daemon's checkpoint (collection.state_file); use another file"])
         span = resolve_span(args, now, config.collection.lag)
+    if output is not configured:
+        print(f"search: backfilling output {output.name!r} into {_path(output)} (beside the daemon's file, "
+              "which only the daemon writes to)", file=sys.stderr)
     if resume is None:
         with tempfile.TemporaryDirectory(prefix="mimecast-search-") as tmp:
             return _search(config, watch, output, span, Path(tmp) / "search.state", resume=None)
-    if not resume.exists():
-        _meta(resume).write_text(json.dumps({"start": _iso(span.start), "end": _iso(span.end),
-                                             "watch": _describe(watch), "output": _describe(output)}) + "\n",
-                                 encoding="utf-8")
+    if saved is None:
+        meta = {"start": _iso(span.start), "end": _iso(span.end), "watch": _describe(watch),
+                "output": _describe(output), "file": _path(output)}
+        _meta(resume).write_text(json.dumps(meta) + "\n", encoding="utf-8")
     return _search(config, watch, output, span, resume, resume=resume)
 
 
@@ -197,22 +200,46 @@ def _output(config: Config, args: argparse.Namespace) -> OutputConfig:
         if not found:
             raise ConfigError([f"--output: no output named {args.output!r} (configured: "
                                f"{', '.join(o.name for o in config.outputs)})"])
-        if found[0].sink.type == "file":
-            # The daemon's checkpoint holds the committed length of its files: at its next start it would
-            # cut off, as an uncommitted tail, everything search appended.
-            raise ConfigError([f"--output: {args.output!r} is a file the daemon keeps a committed length of and "
-                               f"would cut a backfill off; use -o FILE --format {found[0].format} (a file of its "
-                               "own) or a syslog output"])
         return found[0]
     sink: dict[str, Any] = {"type": "file", "path": str(args.out.absolute())} if args.out else {"type": "stdout"}
     return TypeAdapter(OutputConfig).validate_python({"name": "search", "format": args.format or "ecs", "sink": sink})
 
 
-def _saved_span(resume: Path, watch: WatchConfig, output: OutputConfig) -> Span:
+def _beside(output: OutputConfig, saved: dict[str, Any] | None, now: datetime) -> OutputConfig:
+    """A configured file output pointed at a backfill file beside the daemon's; any other output as it is.
+
+    The daemon's checkpoint holds the committed length of its own file and cuts off anything longer at
+    its next start, so a backfill never appends to that file: it writes ``<stem>.backfill-<UTC
+    time><suffix>`` in the same folder, with the output's format and file settings. A resumed search
+    keeps the file it started.
+    """
+    sink = output.sink
+    if output.name == _NAME or not isinstance(sink, FileSinkConfig):
+        return output
+    chosen = Path(saved["file"]) if saved and isinstance(saved.get("file"), str) else \
+        sink.path.with_name(f"{sink.path.stem}.backfill-{now:%Y%m%dT%H%M%SZ}{sink.path.suffix}")
+    return replace(output, sink=replace(sink, path=chosen))
+
+
+def _path(output: OutputConfig) -> str | None:
+    return str(output.sink.path) if isinstance(output.sink, FileSinkConfig) else None
+
+
+def _saved(resume: Path) -> dict[str, Any]:
     try:
         saved = json.loads(_meta(resume).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict):
+        raise ConfigError([f"--resume: {resume} is not the progress of a search (its {_meta(resume).name} "
+                           "is missing or unreadable)"])
+    return saved
+
+
+def _saved_span(resume: Path, saved: dict[str, Any], watch: WatchConfig, output: OutputConfig) -> Span:
+    try:
         span = Span(_time(saved["start"]), _time(saved["end"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise ConfigError([f"--resume: {resume} is not the progress of a search (its {_meta(resume).name} "
                            "is missing or unreadable)"]) from None
     if saved.get("watch") != _describe(watch) or saved.get("output") != _describe(output):

@@ -122,6 +122,31 @@ def test_backfill_into_a_file_of_its_own(sparse: Simulator, tmp_path: Path) -> N
     assert not (tmp_path / "state.json").exists(), "search touched the daemon's checkpoint"
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_backfill_into_a_file_output_writes_beside_the_daemons_file(sparse: Simulator, tmp_path: Path) -> None:
+    cfg = sim_config(tmp_path, sparse)
+    daemon = run_cli("once", "-c", str(cfg))
+    assert daemon.returncode == 0, daemon.stderr
+    assert (tmp_path / "out.ndjson").stat().st_size > 0, "the daemon's own file must hold something to protect"
+    before = _files(tmp_path)
+    done = run_cli("search", "-c", str(cfg), "--watch", "inbound", *span_args(), "--output", "archive")
+    assert done.returncode == 0, done.stderr
+    [backfill] = [p for p in tmp_path.glob("out.backfill-*.ndjson")]
+    assert str(backfill) in done.stderr, "search must say where the backfill went"
+    found = keys_in_order(read_raw(backfill.read_text(encoding="utf-8").splitlines()))
+    assert len(found) == len(set(found))
+    assert set(found) == truth(SPARSE, Filter(to="example.com"))
+    after = _files(tmp_path)
+    assert {name: after[name] for name in before} == before, "search changed the daemon's file or checkpoint"
+    # The daemon's next start checks its own file against its checkpoint and leaves the backfill alone.
+    again = run_cli("once", "-c", str(cfg))
+    assert again.returncode == 0, again.stderr
+    assert backfill.read_bytes() == after[backfill.name]
+
+
 @pytest.mark.rsyslog
 def test_backfill_into_a_real_rsyslog(sparse: Simulator, tmp_path: Path) -> None:
     require_rsyslog()
@@ -144,7 +169,6 @@ def test_backfill_into_a_real_rsyslog(sparse: Simulator, tmp_path: Path) -> None
     (["--since", "3d", "--status", "held"], "give at least one filter"),
     (["--watch", "nope", "--since", "3d"], "no watch named 'nope'"),
     (["--to", "example.com", "--since", "3d", "--output", "nope"], "no output named 'nope'"),
-    (["--to", "example.com", "--since", "3d", "--output", "archive"], "would cut a backfill off"),
     (["--to", "example.com", "--start", "2020-01-01T00:00:00Z"], "30 days"),
     (["--to", "example.com", "--start", (NOW - timedelta(hours=1)).isoformat(),
       "--end", (NOW - timedelta(hours=2)).isoformat()], "empty"),
@@ -157,9 +181,11 @@ def test_refusals_exit_78_before_any_request(sparse: Simulator, tmp_path: Path, 
     assert list(sparse.requests) == [], "a refused search must not reach Mimecast"
 
 
-def _start_search(cfg: Path, out: Path, resume: Path) -> subprocess.Popen[str]:
+def _start_search(cfg: Path, out: Path | None, resume: Path) -> subprocess.Popen[str]:
+    """A search into ``out``, or into the configured file output (its backfill file) when ``out`` is None."""
+    where = ["--format", "raw", "-o", str(out)] if out else ["--output", "archive"]
     return subprocess.Popen([sys.executable, "-m", "collector", "search", "-c", str(cfg), "--to", "example.com",
-                             *span_args(), "--format", "raw", "-o", str(out), "--resume", str(resume)],
+                             *span_args(), *where, "--resume", str(resume)],
                             cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -173,14 +199,26 @@ def _wait_for_lines(path: Path, proc: subprocess.Popen[str], lines: int) -> None
     raise AssertionError(f"search wrote fewer than {lines} lines before it ended or 30 s passed")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_killed_search_resumes_to_the_full_set_exactly_once(tmp_path: Path, sig: int) -> None:
+def _wait_for_backfill(folder: Path, proc: subprocess.Popen[str]) -> Path:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        if found := list(folder.glob("out.backfill-*.ndjson")):
+            return found[0]
+        time.sleep(0.02)
+    raise AssertionError("search created no backfill file beside the configured output's")
+
+
+@pytest.mark.parametrize(("sig", "into"), [(signal.SIGTERM, "-o"), (signal.SIGKILL, "-o"),
+                                           (signal.SIGKILL, "--output")])
+def test_killed_search_resumes_to_the_full_set_exactly_once(tmp_path: Path, sig: int, into: str) -> None:
     expected = truth(DENSE, Filter(to="example.com"))
     with Simulator(DENSE, cap=40, clock=lambda: AT, latency=0.01) as sim:
         cfg = sim_config(tmp_path, sim)
         out, resume = tmp_path / "found.ndjson", tmp_path / "progress.db"
-        proc = _start_search(cfg, out, resume)
+        proc = _start_search(cfg, out if into == "-o" else None, resume)
         try:
+            if into == "--output":
+                out = _wait_for_backfill(tmp_path, proc)
             _wait_for_lines(out, proc, len(expected) // 4)
             proc.send_signal(sig)
             _stdout, stderr = proc.communicate(timeout=30)
@@ -196,9 +234,11 @@ def test_killed_search_resumes_to_the_full_set_exactly_once(tmp_path: Path, sig:
             assert proc.returncode == -signal.SIGKILL
         before = out.read_bytes().count(b"\n")
         assert 0 < before < len(expected), "the search was not interrupted mid-way"
-        again = _start_search(cfg, out, resume)
+        again = _start_search(cfg, out if into == "-o" else None, resume)
         _stdout, stderr = again.communicate(timeout=60)
         assert again.returncode == 0, stderr
+    if into == "--output":
+        assert list(tmp_path.glob("out.backfill-*.ndjson")) == [out], "a resumed backfill must keep its file"
     found = keys_in_order(read_raw(out.read_text(encoding="utf-8").splitlines()))
     assert len(found) == len(set(found)), "resuming wrote an event twice"
     assert set(found) == expected
