@@ -93,12 +93,15 @@ def test_simulator_run_scrape_and_search_beside_the_daemon(served: tuple[subproc
         assert 'poll_runs_total{outcome="success",watch="inbound"} 1.0' in text, text[-2000:]
         shipped = (tmp_path / "a.ndjson").read_text(encoding="utf-8").count("\n")
         assert shipped > 0
-        before = _snapshot(state)
-        found = run_cli("search", "-c", str(cfg), "--watch", "inbound", "--since", "1d", "--format", "raw",
-                        "-o", str(tmp_path / "found.ndjson"), timeout=60)
+        before, own = _snapshot(state), (tmp_path / "a.ndjson").read_bytes()
+        # A backfill of the daemon's own output while it runs: into a file beside the daemon's.
+        found = run_cli("search", "-c", str(cfg), "--watch", "inbound", "--since", "1d", "--output", "archive",
+                        timeout=60)
         assert found.returncode == 0, found.stderr
         assert _snapshot(state) == before, "search changed the daemon's checkpoint"
-        assert (tmp_path / "found.ndjson").read_text(encoding="utf-8").count("\n") > shipped
+        assert (tmp_path / "a.ndjson").read_bytes() == own, "search wrote into the daemon's file"
+        [backfill] = tmp_path.glob("a.backfill-*.ndjson")
+        assert backfill.read_text(encoding="utf-8").count("\n") > shipped
         assert daemon.poll() is None, "the daemon stopped while search ran"
     finally:
         code, err = _stop(daemon)
