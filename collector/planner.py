@@ -77,25 +77,39 @@ class Density:
     def __init__(self, rate: float | None = None) -> None:
         self.rate = rate if rate is not None and math.isfinite(rate) and rate >= 0 else None
         self._profile: _Profile | None = None
+        # After a fluctuation: (end, density) of the capped window, which its re-search must be sized by.
+        self._floor: tuple[datetime, float] | None = None
         self._measured = self.rate is not None
 
     def width(self, cursor: datetime, cap: int, window: timedelta, left: timedelta) -> timedelta:
         """The next search's width from ``cursor``: whole seconds, at least one, at most ``window`` and ``left``."""
         widest = max(1, int(min(window, left).total_seconds()))
         target, rate = target_fill(cap), self.rate or 0.0
-        profile = self._profile
-        if profile is None or cursor >= profile.end:
+        if self._profile is not None and cursor >= self._profile.end:
             self._profile = None
+        if self._floor is not None and cursor >= self._floor[0]:
+            self._floor = None
+        profile, floor = self._profile, self._floor
+        if profile is None and floor is None:
             seconds = widest if rate <= 0 else int(target / rate)
             return self._whole(max(1, min(widest, seconds)), widest, left)
-        offset, expected = int((cursor - profile.start).total_seconds()), 0.0
-        inside, length = profile.covers(offset), int((profile.end - profile.start).total_seconds())
+        offset = int((cursor - profile.start).total_seconds()) if profile else 0
+        length = int((profile.end - profile.start).total_seconds()) if profile else 0
+        inside = profile is not None and profile.covers(offset)
+        floored, floor_rate = (int((floor[0] - cursor).total_seconds()), floor[1]) if floor else (0, 0.0)
+        expected = 0.0
         for width in range(widest):
             second = offset + width
-            if second < length and profile.covers(second) != inside:
-                # Stop where the answer's records begin or end: what lies beyond is a different density.
-                return timedelta(seconds=max(1, width))
-            expected += profile.counts[second] * profile.scale if inside and second < length else rate
+            mapped = profile is not None and second < length
+            if mapped and profile.covers(second) != inside:  # type: ignore[union-attr]
+                if not inside:
+                    # Stop where the answer's records begin: a burst gets searches of its own.
+                    return timedelta(seconds=max(1, width))
+                inside = False  # past its last record the density is the rate again
+            if mapped and inside:
+                expected += profile.counts[second] * profile.scale  # type: ignore[union-attr]
+            else:
+                expected += max(rate, floor_rate) if width < floored else rate
             if expected >= target:
                 return self._whole(max(1, width), widest, left)
         return timedelta(seconds=widest)
@@ -132,14 +146,17 @@ class Density:
         # hold any multiple of the cap: at least double, more when its records are a sample (_SPREAD_GUESS).
         planned = self._measured and (self.rate or 0.0) * seconds >= cap / 2
         inside = [r for r in received if start <= r < end]
-        self._measured = False
         profile = _Profile(start, end, inside) if inside else None
         if planned:
-            self.rate = max(at_least, self.rate or 0.0)
-            # A fluctuation: an answer that kept the records of one part of its window maps where to cut;
-            # one spread over all of it (a sample) says no more than the rate does.
+            # A fluctuation: the capped window's re-search is sized by the cap it reached, the windows after
+            # it by the density that moves only as much as after any other answer. An answer that kept the
+            # records of one part of its window maps where to cut; a sample says no more than the cap does.
+            rate = self.rate or 0.0
+            self.rate = rate + max(at_least - rate, 0.0) * _ALPHA
+            self._floor = (end, at_least)
             self._profile = profile if profile is not None and profile.scale == 1.0 else None
             return
+        self._floor, self._measured = None, False
         self._profile = profile
         guess = self._profile.scale if self._profile is not None else _SPREAD_GUESS
         self.rate = max(at_least * max(guess, 2.0), self.rate or 0.0)
