@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/soak.py                 # 5 minutes
     .venv/bin/python benchmarks/soak.py --minutes 30    # longer
 
-`python -m collector run -c` polls 20 watches every 30 s against the simulator (in this process, with
+`python -m collector run -c`, in the environment the systemd unit gives it, polls 20 watches every 30 s against the simulator (in this process, with
 mail that keeps arriving, about one message every two seconds) and ships to an ECS file and as CEF over
 TCP to a real rsyslogd. A third of the way in the file is rotated (rename, then `reload`); two thirds of
 the way in the receiver is stopped for five seconds and started again. The steady window starts once
@@ -77,6 +77,14 @@ def config(folder: Path, sim: Simulator, receiver: Rsyslog, watches: int, interv
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
+
+
+def unit_environment() -> dict[str, str]:
+    """The environment the systemd unit gives the daemon, less the configuration's path."""
+    unit = (ROOT / "systemd" / "mimecast-collector.service").read_text(encoding="utf-8")
+    pairs = (line.removeprefix("Environment=").split("=", 1) for line in unit.splitlines()
+             if line.startswith("Environment="))
+    return {key: value for key, value in pairs if key != "MIMECAST_COLLECTOR_CONFIG"}
 
 
 def sample(pid: int) -> dict[str, float]:
@@ -156,7 +164,7 @@ def main() -> int:
 def soak(args: argparse.Namespace, folder: Path, sim: Simulator, receiver: Rsyslog, flow: MailFlow) -> int:
     cfg = config(folder, sim, receiver, args.watches, args.interval)
     log = folder / "collector.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **unit_environment()}
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "collector", "run", "-c", str(cfg)], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=err)
