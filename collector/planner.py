@@ -25,7 +25,7 @@ _SPREAD = 0.9
 # How much denser than "exactly result_cap" to take a capped answer planned blind whose records spread over
 # all of its window (a sample of unknown size): any multiple is possible, and a large step wastes at most one
 # under-filled search when it is too high where each step too small wastes a whole capped one (measured
-# with benchmarks/volume.py over 1 to 3,000 matching messages a minute: 8 beats 2 and 4, 16 gains no more).
+# with benchmarks/volume.py over 1 to 3,000 matching messages a minute: 8 beats 2, 4, 12 and 16).
 _SPREAD_GUESS = 8.0
 # A remainder this small (a share of the planned width) is searched with it rather than on its own: the
 # fuller search is capped now and then, which costs less than the extra search it saves.
