@@ -6,7 +6,8 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from types import FrameType
 from typing import Any
@@ -25,12 +26,31 @@ from collector.sinks import build_sink
 from collector.state import StateStore
 from collector.watchdog import PollTracker, Stall, bounds_for
 
-__all__ = ["Collector", "sd_notify"]
+__all__ = ["Collector", "sd_notify", "stopping_on_signals"]
 
 # How long SIGTERM waits for the running chunks before giving up (systemd's default stop timeout is 90 s).
 _SHUTDOWN_GRACE_S = 60.0
 # How often the daemon looks for stalled polls (and pings systemd, more often if it asks for that).
 _CHECK_EVERY_S = 5.0
+
+
+@contextmanager
+def stopping_on_signals(stop: threading.Event,
+                        on_hup: Callable[[int, FrameType | None], None] | None = None) -> Iterator[None]:
+    """Inside the block SIGTERM and SIGINT set ``stop`` (and SIGHUP calls ``on_hup``); the handlers that were
+    installed before come back after it."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    handlers: dict[int, Any] = {signal.SIGTERM: handler, signal.SIGINT: handler}
+    if on_hup is not None:
+        handlers[signal.SIGHUP] = on_hup
+    previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
+    try:
+        yield
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
 
 
 def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
@@ -107,25 +127,23 @@ class Collector:
         server = serve_metrics(self.metrics, *listen) if listen else None
         scheduler = build_scheduler(self.pollers, self.config.collection.interval.total_seconds(), self.metrics,
                                     tracker=self.tracker, stop=self.stop)
-        previous = self._install_signals()
         try:
-            scheduler.start()
-            self.log.info("collector.started", version=__version__, watches=len(self.pollers),
-                          outputs=[o.name for o in self.config.outputs],
-                          metrics=f"http://{listen[0]}:{listen[1]}/metrics" if listen else None)
-            sd_notify(f"READY=1\nSTATUS=polling {len(self.pollers)} watches")
-            watchdog = _watchdog_interval()
-            reported: set[tuple[str, datetime]] = set()
-            while not self.stop.wait(min(watchdog or _CHECK_EVERY_S, _CHECK_EVERY_S)):
-                healthy = self._check_progress(reported)
-                if watchdog and healthy and scheduler.running:
-                    sd_notify("WATCHDOG=1")
-            sd_notify("STOPPING=1\nSTATUS=finishing the current chunks")
-            self.log.info("collector.stopping", reason="signal")
-            _shutdown(scheduler, _SHUTDOWN_GRACE_S, self.log)
+            with stopping_on_signals(self.stop, on_hup=self._reopen):
+                scheduler.start()
+                self.log.info("collector.started", version=__version__, watches=len(self.pollers),
+                              outputs=[o.name for o in self.config.outputs],
+                              metrics=f"http://{listen[0]}:{listen[1]}/metrics" if listen else None)
+                sd_notify(f"READY=1\nSTATUS=polling {len(self.pollers)} watches")
+                watchdog = _watchdog_interval()
+                reported: set[tuple[str, datetime]] = set()
+                while not self.stop.wait(min(watchdog or _CHECK_EVERY_S, _CHECK_EVERY_S)):
+                    healthy = self._check_progress(reported)
+                    if watchdog and healthy and scheduler.running:
+                        sd_notify("WATCHDOG=1")
+                sd_notify("STOPPING=1\nSTATUS=finishing the current chunks")
+                self.log.info("collector.stopping", reason="signal")
+                _shutdown(scheduler, _SHUTDOWN_GRACE_S, self.log)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             if server is not None:
                 server.shutdown()
                 server.server_close()
@@ -153,15 +171,6 @@ class Collector:
 
     def _reopen(self, signum: int, frame: FrameType | None) -> None:
         self.pipeline.request_reopen()
-
-    def _install_signals(self) -> dict[int, Any]:
-        def stop(signum: int, frame: FrameType | None) -> None:
-            self.stop.set()
-
-        previous = {}
-        for sig, handler in ((signal.SIGTERM, stop), (signal.SIGINT, stop), (signal.SIGHUP, self._reopen)):
-            previous[sig] = signal.signal(sig, handler)
-        return previous
 
 
 def _iso(value: datetime) -> str:

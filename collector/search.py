@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import tempfile
 import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -114,12 +112,13 @@ def run_search(config: Config, args: argparse.Namespace) -> int:
     resume = args.resume
     if resume is not None and resume.resolve() == config.collection.state_file.resolve():
         raise ConfigError(["--resume: that is the daemon's checkpoint (collection.state_file); use another file"])
-    saved = _saved(resume) if resume is not None and resume.exists() else None
-    output = _beside(configured, saved, now)
-    if resume is not None and saved is not None:
-        span = _saved_span(resume, saved, watch, output)
+    saved: dict[str, Any] | None = None
+    if resume is not None and resume.exists():
+        saved, span = _saved(resume)
+        output = _beside(configured, saved, now)
+        _same_search(resume, saved, watch, output)
     else:
-        span = resolve_span(args, now, config.collection.lag)
+        output, span = _beside(configured, None, now), resolve_span(args, now, config.collection.lag)
     if output is not configured:
         print(f"search: backfilling output {output.name!r} into {_path(output)} (beside the daemon's file, "
               "which only the daemon writes to)", file=sys.stderr)
@@ -136,7 +135,7 @@ def run_search(config: Config, args: argparse.Namespace) -> int:
 def _search(config: Config, watch: WatchConfig, output: OutputConfig, span: Span, state_file: Path, *,
             resume: Path | None) -> int:
     from collector.commands import _Progress
-    from collector.daemon import Collector
+    from collector.daemon import Collector, stopping_on_signals
     from collector.state import Advance
 
     collection = replace(config.collection, state_file=state_file, lag=timedelta(0), overlap=timedelta(0),
@@ -145,15 +144,13 @@ def _search(config: Config, watch: WatchConfig, output: OutputConfig, span: Span
     stop = threading.Event()
     progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
     collector = Collector(mine, stop=stop, on_chunk=progress.update if progress else None)
-    previous = _stop_on_signals(stop)
     try:
-        if collector.state.watch(watch.name).watermark is None:
-            collector.state.commit(Advance(watch.name, span.start, span.start))
-        [result] = [p.run_cycle(datetime.now(timezone.utc), until=span.end) for p in collector.pollers]
-        reached = collector.state.watch(watch.name).watermark or span.start
+        with stopping_on_signals(stop):
+            if collector.state.watch(watch.name).watermark is None:
+                collector.state.commit(Advance(watch.name, span.start, span.start))
+            [result] = [p.run_cycle(datetime.now(timezone.utc), until=span.end) for p in collector.pollers]
+            reached = collector.state.watch(watch.name).watermark or span.start
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         collector.close()
         if progress:
             progress.finish()
@@ -225,27 +222,20 @@ def _path(output: OutputConfig) -> str | None:
     return str(output.sink.path) if isinstance(output.sink, FileSinkConfig) else None
 
 
-def _saved(resume: Path) -> dict[str, Any]:
+def _saved(resume: Path) -> tuple[dict[str, Any], Span]:
+    """What ``FILE.search.json`` holds: the settings of the search that started it, and its span."""
     try:
         saved = json.loads(_meta(resume).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        saved = None
-    if not isinstance(saved, dict):
-        raise ConfigError([f"--resume: {resume} is not the progress of a search (its {_meta(resume).name} "
-                           "is missing or unreadable)"])
-    return saved
-
-
-def _saved_span(resume: Path, saved: dict[str, Any], watch: WatchConfig, output: OutputConfig) -> Span:
-    try:
-        span = Span(_time(saved["start"]), _time(saved["end"]))
-    except (ValueError, KeyError, TypeError, AttributeError):
+        return saved, Span(_time(saved["start"]), _time(saved["end"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise ConfigError([f"--resume: {resume} is not the progress of a search (its {_meta(resume).name} "
                            "is missing or unreadable)"]) from None
+
+
+def _same_search(resume: Path, saved: dict[str, Any], watch: WatchConfig, output: OutputConfig) -> None:
     if saved.get("watch") != _describe(watch) or saved.get("output") != _describe(output):
         raise ConfigError([f"--resume: {resume} belongs to a search with other filters or another output "
                            f"({saved.get('watch')} -> {saved.get('output')})"])
-    return span
 
 
 def _meta(resume: Path) -> Path:
@@ -258,13 +248,6 @@ def _describe(section: Any) -> str:
         return json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in filters.items() if v}, sort_keys=True)
     return json.dumps({"name": section.name, "format": section.format,
                        "sink": str(getattr(section.sink, "path", section.sink.type))}, sort_keys=True)
-
-
-def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 def _time(text: str) -> datetime:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
@@ -40,6 +39,7 @@ def add_simulator_parser(sub: Any) -> None:
 
 def run_simulator(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Serve until SIGTERM or SIGINT; print the ``mimecast:`` block to paste into a configuration."""
+    from collector.daemon import stopping_on_signals
     from collector.simulator import Fault, MailFlow, MixedFlow, Simulator
 
     quota = _quota(args.quota)
@@ -62,19 +62,17 @@ def run_simulator(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     sim = Simulator(flow, cap=args.cap, order=args.order, quota=quota, port=args.port)
     if args.fault_every:
         sim.periodic = (args.fault_every, Fault("server_error", status=503, retryable=True))
-    previous = {sig: signal.signal(sig, lambda s, f: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    sim.start()
-    try:
-        out.write(mimecast_block(sim.base_url, sim))
-        out.write(f"# collection.result_cap must not exceed {args.cap}; "
-                  f"{flow.count} messages from {start:%Y-%m-%dT%H:%M:%SZ}; stop with Ctrl-C\n")
-        out.flush()
-        while not stop.wait(1.0):
-            pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        sim.stop()
+    with stopping_on_signals(stop):
+        sim.start()
+        try:
+            out.write(mimecast_block(sim.base_url, sim))
+            out.write(f"# collection.result_cap must not exceed {args.cap}; "
+                      f"{flow.count} messages from {start:%Y-%m-%dT%H:%M:%SZ}; stop with Ctrl-C\n")
+            out.flush()
+            while not stop.wait(1.0):
+                pass
+        finally:
+            sim.stop()
     print(f"simulator: answered {len(sim.searches())} searches", file=sys.stderr)
     return 0
 
