@@ -93,21 +93,22 @@ class Density:
         if profile is None and floor is None:
             seconds = widest if rate <= 0 else int(target / rate)
             return self._whole(max(1, min(widest, seconds)), widest, left)
-        offset = int((cursor - profile.start).total_seconds()) if profile else 0
-        length = int((profile.end - profile.start).total_seconds()) if profile else 0
-        inside = profile is not None and profile.covers(offset)
+        offset, length, inside = 0, 0, False
+        if profile is not None:
+            offset = int((cursor - profile.start).total_seconds())
+            length = int((profile.end - profile.start).total_seconds())
+            inside = profile.covers(offset)
         floored, floor_rate = (int((floor[0] - cursor).total_seconds()), floor[1]) if floor else (0, 0.0)
         expected = 0.0
         for width in range(widest):
             second = offset + width
-            mapped = profile is not None and second < length
-            if mapped and profile.covers(second) != inside:  # type: ignore[union-attr]
+            if profile is not None and second < length and profile.covers(second) != inside:
                 if not inside:
                     # Stop where the answer's records begin: a burst gets searches of its own.
                     return timedelta(seconds=max(1, width))
                 inside = False  # past its last record the density is the rate again
-            if mapped and inside:
-                expected += profile.counts[second] * profile.scale  # type: ignore[union-attr]
+            if profile is not None and inside and second < length:
+                expected += profile.counts[second] * profile.scale
             else:
                 expected += max(rate, floor_rate) if width < floored else rate
             if expected >= target:

@@ -33,6 +33,7 @@ _BATCH = 500
 # How stale a key's last-seen time may get before a re-read rewrites it (and how much longer keys are kept).
 REFRESH_MARGIN_S = 300
 
+
 class StateStore:
     """Opens, locks, checks and commits the checkpoint database.
 
