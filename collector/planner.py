@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 __all__ = ["CapWatch", "Density", "ONE_SECOND", "target_fill"]
@@ -20,8 +20,15 @@ ONE_SECOND = timedelta(seconds=1)
 # How many standard deviations of a window's count (Poisson) to keep below result_cap: about one search in
 # ten comes back capped and is searched again, the cheapest balance against under-filled searches (measured).
 _Z = 1.3
-# A capped answer whose records span most of its window says nothing about how many more there were.
-_SPREAD = 0.9
+# A gap between an answer's outermost record and its window's edge is a cut when the density next to that
+# record would put this many records in it (a sample spread over the window shows one about once in 120).
+_CUT = 8.0
+# How far before a cut first record the mail is taken to be as dense as next to it, in lengths of the part the
+# answer kept: a burst seldom starts exactly where an answer's records do.
+_LEAD = 4
+# How many records next to an edge tell whether the gap to it is a cut: few, so that a lone record of the
+# quiet mail around a burst is not taken for a dense part's edge.
+_NEAR = 5
 # How much denser than "exactly result_cap" to take a capped answer planned blind whose records spread over
 # all of its window (a sample of unknown size): any multiple is possible, and a large step wastes at most one
 # under-filled search when it is too high where each step too small wastes a whole capped one (measured
@@ -41,30 +48,45 @@ def target_fill(cap: int) -> float:
     return max(1.0, root * root)
 
 
+def _density(offsets: Sequence[int], k: int) -> float:
+    """Records per second over the first ``k + 1`` of ``offsets`` (seconds, in order from the edge inwards)."""
+    k = min(len(offsets) - 1, max(1, k))
+    return k / max(abs(offsets[k] - offsets[0]), 1) if k > 0 else 0.0
+
+
 class _Profile:
     """Where a capped answer's records lie: a lower bound on each second's count, scaled by a guess.
 
-    The records exist, so a second holds at least as many as the answer shows; ``scale`` guesses how many
-    the answer left out (1 when it covered only part of its window, as if it kept the records of that
-    part; ``_SPREAD_GUESS`` when they spread over all of it, a sample of unknown size) and is corrected by
-    every complete search inside the covered seconds.
+    The records exist, so a second holds at least as many as the answer shows. Records that stop well
+    short of an edge of the window (further than the density next to them explains) mark where the
+    answer was cut: it kept the records of one part (``scale`` 1), and the mail beyond the cut is likely
+    as dense for a while (``lead`` seconds before the first record). Records that reach both edges are
+    a sample of unknown size (``scale`` ``_SPREAD_GUESS``). Every complete search inside corrects both.
     """
 
-    def __init__(self, start: datetime, end: datetime, received: Sequence[datetime]) -> None:
+    def __init__(self, start: datetime, end: datetime, received: Sequence[datetime], prior: float | None) -> None:
         self.start, self.end = start, end
-        self.counts = Counter(int((r - start).total_seconds()) for r in received)
+        offsets = sorted(int((r - start).total_seconds()) for r in received)
+        self.counts = Counter(offsets)
         seconds = max(int((end - start).total_seconds()), 1)
-        self.first, self.last = min(self.counts), max(self.counts)
-        # Records that reach close to an edge of the window cover it up to that edge.
-        edge = max(1, seconds // 20)
-        self.first = 0 if self.first < edge else self.first
-        self.last = seconds - 1 if self.last >= seconds - edge else self.last
-        spread = (self.last - self.first + 1) / seconds
-        self.scale = _SPREAD_GUESS if spread >= _SPREAD else 1.0
+        head, tail = _density(offsets, _NEAR), _density(offsets[::-1], _NEAR)
+        cut_before = offsets[0] * head >= _CUT
+        cut_after = (seconds - 1 - offsets[-1]) * tail >= _CUT
+        head, tail = _density(offsets, len(offsets) // 5), _density(offsets[::-1], len(offsets) // 5)
+        self.first = offsets[0] if cut_before else 0
+        self.last = offsets[-1] if cut_after else seconds - 1
+        self.scale = 1.0 if cut_before or cut_after else _SPREAD_GUESS
+        # Before a cut first record: as dense as next to it for a while, then as measured before the answer.
+        self.lead_from = max(self.first - _LEAD * (self.last - self.first + 1), 0) if prior is not None else 0
+        self.lead, self.prior, self.tail = head, prior or 0.0, tail
 
     def covers(self, second: int) -> bool:
         """Whether ``second`` (from ``start``) lies between the answer's first and last record."""
         return self.first <= second <= self.last
+
+    def before(self, second: int) -> float:
+        """The density guessed for ``second``, before the first record."""
+        return self.lead if second >= self.lead_from else self.prior
 
 
 class Density:
@@ -80,91 +102,137 @@ class Density:
         # After a fluctuation: (end, density) of the capped window, which its re-search must be sized by.
         self._floor: tuple[datetime, float] | None = None
         self._measured = self.rate is not None
+        # What the density rests on, (records, seconds) with older answers fading; None while it is a guess.
+        self._evidence: tuple[float, float] | None = None
+        # The density measured before a run of capped answers planned blind: the mail around a burst.
+        self._prior: float | None = None
+        # Past the end of a window found capped blind, the density resumes at what it was before: a burst
+        # found that way is taken to end with its window (a guess; a capped answer past it corrects it).
+        self._resume: tuple[datetime, float] | None = None
+        # The last capped window, (start, width): its re-search must be narrower.
+        self._retry: tuple[datetime, timedelta] | None = None
 
     def width(self, cursor: datetime, cap: int, window: timedelta, left: timedelta) -> timedelta:
         """The next search's width from ``cursor``: whole seconds, at least one, at most ``window`` and ``left``."""
-        widest = max(1, int(min(window, left).total_seconds()))
-        target, rate = target_fill(cap), self.rate or 0.0
+        width = self._plan(cursor, cap, window, left)
+        if self._retry is not None and self._retry[0] == cursor:
+            # The re-search of a capped window is narrower than it, whatever the estimate says: the cycle
+            # always ends, one second at the least.
+            width = min(width, max(self._retry[1] - ONE_SECOND, ONE_SECOND))
+        self._retry = None
+        return width
+
+    def _plan(self, cursor: datetime, cap: int, window: timedelta, left: timedelta) -> timedelta:
+        """The width the estimate asks for."""
+        widest, left_s = max(1, int(min(window, left).total_seconds())), int(left.total_seconds())
         if self._profile is not None and cursor >= self._profile.end:
             self._profile = None
+        if self._resume is not None and cursor >= self._resume[0]:
+            self.rate, self._resume, self._evidence = self._resume[1], None, None
+        target, rate = target_fill(cap), self.rate or 0.0
         if self._floor is not None and cursor >= self._floor[0]:
             self._floor = None
         profile, floor = self._profile, self._floor
-        if profile is None and floor is None:
-            seconds = widest if rate <= 0 else int(target / rate)
-            return self._whole(max(1, min(widest, seconds)), widest, left)
-        offset, length, inside = 0, 0, False
-        if profile is not None:
-            offset = int((cursor - profile.start).total_seconds())
-            length = int((profile.end - profile.start).total_seconds())
-            inside = profile.covers(offset)
+        resumed, resume_rate = (int((self._resume[0] - cursor).total_seconds()), self._resume[1]) \
+            if self._resume else (widest, 0.0)
+        if profile is None and floor is None and self._resume is None:
+            seconds = widest if rate <= 0 else int(min(widest, target / rate))
+            return self._whole(max(1, seconds), widest, left_s, lambda width: rate, target)
+        offset = int((cursor - profile.start).total_seconds()) if profile is not None else 0
+        length = int((profile.end - profile.start).total_seconds()) if profile is not None else 0
         floored, floor_rate = (int((floor[0] - cursor).total_seconds()), floor[1]) if floor else (0, 0.0)
-        expected = 0.0
-        for width in range(widest):
+
+        def expect(width: int) -> float:
+            """The records expected in the second ``width`` seconds after ``cursor``."""
             second = offset + width
-            if profile is not None and second < length and profile.covers(second) != inside:
-                if not inside:
-                    # Stop where the answer's records begin: a burst gets searches of its own.
-                    return timedelta(seconds=max(1, width))
-                inside = False  # past its last record the density is the rate again
-            if profile is not None and inside and second < length:
-                expected += profile.counts[second] * profile.scale
-            else:
-                expected += max(rate, floor_rate) if width < floored else rate
+            if profile is not None and second < length:
+                if profile.covers(second):
+                    return profile.counts[second] * profile.scale
+                if second < profile.first:
+                    return profile.before(second)
+            # Past the answer's last record the density is the rate again.
+            base = resume_rate if width >= resumed else rate
+            return max(base, floor_rate) if width < floored else base
+
+        # Stop where the answer's records begin: a burst gets searches of its own.
+        stop = profile.first - offset if profile is not None and offset < profile.first else widest
+        expected = 0.0
+        for width in range(min(widest, stop)):
+            expected += expect(width)
             if expected >= target:
-                return self._whole(max(1, width), widest, left)
-        return timedelta(seconds=widest)
+                return self._whole(max(1, width), widest, left_s, expect, target)
+        return timedelta(seconds=max(1, min(widest, stop)))
 
     @staticmethod
-    def _whole(seconds: int, widest: int, left: timedelta) -> timedelta:
-        """``seconds``, or all of what is left when only a sliver would remain (a search of its own)."""
-        rest = int(left.total_seconds()) - seconds
-        if 0 < rest <= seconds * _TAIL and seconds + rest <= widest:
-            return timedelta(seconds=seconds + rest)
+    def _whole(seconds: int, widest: int, left: int, expect: Callable[[int], float], target: float) -> timedelta:
+        """``seconds``, or all ``left`` seconds of the plan when only a sliver would remain, one that holds too
+        few records for a search of its own."""
+        rest = left - seconds
+        if 0 < rest <= seconds * _TAIL and left <= widest and sum(map(expect, range(seconds, left))) <= target * _TAIL:
+            return timedelta(seconds=left)
         return timedelta(seconds=seconds)
 
     def complete(self, start: datetime, end: datetime, count: int, cap: int) -> None:
         """A complete answer: ``count`` records in ``[start, end)``."""
+        seconds = max((end - start).total_seconds(), 1.0)
+        seen = count / seconds
         profile = self._profile
         if profile is not None and start < profile.end:
             first, last = int((start - profile.start).total_seconds()), int((end - profile.start).total_seconds())
             shown = sum(profile.counts[s] for s in range(max(first, profile.first), min(last, profile.last + 1)))
             if shown and profile.covers(first) and profile.covers(last - 1):
                 profile.scale = max(1.0, count / shown)
-        seen = count / max((end - start).total_seconds(), 1.0)
-        if self.rate is None or count < target_fill(cap) / 4:
-            # A clearly under-filled answer is not noise: the mail really is that sparse here.
-            self.rate = seen
-        else:
-            self.rate += (seen - self.rate) * _ALPHA
+            if count < target_fill(cap) / 4 and profile.lead_from <= first < profile.first:
+                profile.lead_from = profile.first  # the guess was wrong: the dense part starts with the records
+            elif profile.lead_from <= first and last <= profile.first:
+                profile.lead = seen
+        expected = (self.rate or 0.0) * seconds
+        # An answer far outside what the density predicts (Poisson, three deviations) is not noise: the
+        # mail's pace has changed here, and what came before says nothing about it.
+        changed = count > 2 * expected + 3 * math.sqrt(expected) + 3 or count < expected / 2 - 3 * math.sqrt(expected)
+        self._observe(count, seconds, restart=self.rate is None or changed)
         self._measured = True
+
+    def _observe(self, records: float, seconds: float, *, restart: bool) -> None:
+        """Weigh an answer into the density by its size, older answers fading: a few records in a narrow
+        search move it little, a full one much, and a guessed density gives way to the first answer."""
+        if restart or self._evidence is None:
+            self._evidence = (records, seconds)
+        else:
+            kept = 1 - _ALPHA
+            self._evidence = (self._evidence[0] * kept + records, self._evidence[1] * kept + seconds)
+        self.rate = self._evidence[0] / max(self._evidence[1], 1.0)
 
     def capped(self, start: datetime, end: datetime, cap: int, received: Sequence[datetime]) -> None:
         """A capped answer: at least ``cap`` records in ``[start, end)``; ``received`` are the times it holds."""
         seconds = max((end - start).total_seconds(), 1.0)
         at_least = cap / seconds
+        self._retry = (start, end - start)
         # A window planned to fill most of the cap and found over it is a fluctuation; one planned blind may
         # hold any multiple of the cap: at least double, more when its records are a sample (_SPREAD_GUESS).
         planned = self._measured and (self.rate or 0.0) * seconds >= cap / 2
+        prior = self.rate if self._measured else self._prior
         inside = [r for r in received if start <= r < end]
-        profile = _Profile(start, end, inside) if inside else None
+        profile = _Profile(start, end, inside, prior) if inside else None
         if planned:
             # A fluctuation: the capped window's re-search is sized by the cap it reached, the windows after
             # it by the density that moves only as much as after any other answer. An answer that kept the
             # records of one part of its window maps where to cut; a sample says no more than the cap does.
-            rate = self.rate or 0.0
-            self.rate = rate + max(at_least - rate, 0.0) * _ALPHA
+            if at_least > (self.rate or 0.0):
+                self._observe(cap, seconds, restart=False)  # a lower bound: it only ever raises the density
             self._floor = (end, at_least)
             self._profile = profile if profile is not None and profile.scale == 1.0 else None
             return
-        self._floor, self._measured = None, False
+        self._floor, self._measured, self._prior, self._evidence = None, False, prior, None
         self._profile = profile
-        guess = self._profile.scale if self._profile is not None else _SPREAD_GUESS
-        self.rate = max(at_least * max(guess, 2.0), self.rate or 0.0)
-        if self._profile is not None and self._profile.scale == 1.0:
-            # The answer kept the records of one part of its window: the rest is likely as dense (a guess).
-            shown = (self._profile.last - self._profile.first + 1)
-            self.rate = max(self.rate, len(inside) / shown)
+        if prior is not None and (self._resume is None or self._resume[0] < end):
+            self._resume = (end, prior)
+        if profile is None or profile.scale != 1.0:
+            self.rate = max(at_least * _SPREAD_GUESS, self.rate or 0.0)
+        else:
+            # The answer kept the records of one part of its window: past them the mail is likely as dense as
+            # at their end (a guess; the first complete answer there corrects it).
+            self.rate = max(at_least, profile.tail)
 
 
 class CapWatch:

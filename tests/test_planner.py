@@ -1,0 +1,131 @@
+"""Sizing searches: what the density estimate makes of capped and complete answers, and that it always ends."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.planner import Density, target_fill
+
+T0 = datetime(2026, 11, 28, 9, tzinfo=timezone.utc)
+CAP = 100
+WINDOW = timedelta(minutes=15)
+
+
+def at(second: float) -> datetime:
+    """``second`` seconds after ``T0``."""
+    return T0 + timedelta(seconds=second)
+
+
+def seconds(width: timedelta) -> int:
+    """A width in whole seconds."""
+    return int(width.total_seconds())
+
+
+def quiet() -> Density:
+    """A density measured on a quiet quarter hour: 10 records in 900 seconds."""
+    density = Density()
+    density.complete(at(-900), T0, 10, CAP)
+    return density
+
+
+def test_past_a_cut_the_mail_is_as_dense_as_at_the_answers_end() -> None:
+    """An answer that lists the oldest records first and reaches into a burst near its window's end: past
+    its last record the searches are sized by the burst's density there, not the mean of the whole answer."""
+    density = quiet()
+    received = [at(60 * i) for i in range(10)] + [at(840 + i / 7) for i in range(90)]  # 7 a second from 840 s
+    density.capped(T0, at(900), CAP, received)
+    cursor = at(853)
+    width = seconds(density.width(cursor, CAP, WINDOW, at(900) - cursor))
+    assert 5 <= width <= 20, width  # about 85 records at 7 a second; the answer's mean (0.11 a second) says 780
+
+
+def test_before_the_newest_records_the_quiet_part_is_searched_whole() -> None:
+    """An answer that lists the newest records first shows a burst's last 14 seconds at the window's end:
+    the first search covers the quiet part at the density measured before, and stops before the burst."""
+    density = quiet()
+    received = [at(886 + i / 7) for i in range(100)]
+    density.capped(T0, at(900), CAP, received)
+    width = seconds(density.width(T0, CAP, WINDOW, WINDOW))
+    assert 700 <= width < 886, width  # the old estimate took the burst's 7 a second for all: 12 seconds
+
+
+def test_a_wrong_guess_before_the_records_is_dropped_after_one_quiet_answer() -> None:
+    """If the mail just before the newest records is quiet after all, the next search runs up to them."""
+    density = quiet()
+    density.capped(T0, at(900), CAP, [at(886 + i / 7) for i in range(100)])
+    first = density.width(T0, CAP, WINDOW, WINDOW)
+    density.complete(T0, T0 + first, 9, CAP)
+    lead = density.width(T0 + first, CAP, WINDOW, at(900) - T0 - first)
+    density.complete(T0 + first, T0 + first + lead, 1, CAP)
+    cursor = T0 + first + lead
+    assert seconds(density.width(cursor, CAP, WINDOW, at(900) - cursor)) == 886 - seconds(cursor - T0)
+
+
+def test_past_a_burst_found_blind_the_density_resumes_at_the_quiet_level() -> None:
+    """A burst found by a capped answer is taken to end with its window: the search after it is wide again."""
+    density = quiet()
+    density.capped(T0, at(900), CAP, [at(886 + i / 7) for i in range(100)])
+    for start in range(886, 900, 7):
+        density.complete(at(start), at(start + 7), 49, CAP)  # the burst, searched in pieces
+    assert seconds(density.width(at(900), CAP, WINDOW, WINDOW)) == 900
+
+
+def test_records_spread_over_the_whole_window_are_a_sample_of_unknown_size() -> None:
+    """A capped answer whose records lie all over its window (no cut) is taken as several caps' worth."""
+    density = quiet()
+    density.capped(T0, at(900), CAP, [at(9 * i + 4) for i in range(100)])
+    width = seconds(density.width(T0, CAP, WINDOW, WINDOW))
+    assert width < 900 * target_fill(CAP) / CAP / 4, width  # well under a quarter of "the answer was all"
+
+
+def test_a_narrow_answer_moves_the_density_less_than_a_full_one() -> None:
+    """Each answer weighs by its size: 9 records in 5 seconds barely move a density resting on hundreds."""
+    def steady() -> Density:
+        density = Density()
+        for i in range(6):
+            density.complete(at(60 * i), at(60 * i + 60), 72, CAP)  # 1.2 a second
+        return density
+
+    before, small, full = steady(), steady(), steady()
+    small.complete(at(400), at(405), 9, CAP)  # 1.8 a second, in five seconds
+    full.complete(at(400), at(460), 108, CAP)  # 1.8 a second, in a minute
+    assert before.rate == 1.2 and small.rate is not None and full.rate is not None
+    assert abs(small.rate - before.rate) < abs(full.rate - before.rate) / 5
+
+
+def test_a_guess_gives_way_to_the_first_answer() -> None:
+    """After a capped answer planned blind, the density is a guess: the first complete answer replaces it."""
+    density = Density()
+    density.capped(T0, at(900), CAP, [at(9 * i + 4) for i in range(100)])
+    density.complete(T0, at(60), 72, CAP)
+    assert density.rate == 72 / 60
+
+
+ANSWER = st.one_of(
+    st.integers(0, CAP - 1),  # complete, with that many records
+    st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=CAP),  # capped: where its records lie
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ANSWER, min_size=1, max_size=60), st.floats(0, 50, allow_nan=False) | st.none())
+def test_any_run_of_answers_always_narrows_a_capped_window_and_stays_in_bounds(answers: list, rate: float | None) -> None:
+    """Whatever Mimecast answers, each search is one second to the window wide and ends at the plan's end, and
+    the re-search of a capped window is strictly narrower than it: a cycle always ends."""
+    density, cursor, end = Density(rate), T0, at(3600)
+    capped: timedelta | None = None
+    for answer in answers:
+        if cursor >= end:
+            break
+        width = density.width(cursor, CAP, WINDOW, end - cursor)
+        assert timedelta(seconds=1) <= width <= min(WINDOW, end - cursor) and width.microseconds == 0
+        assert capped is None or width < capped, (width, capped)
+        if isinstance(answer, list) and width > timedelta(seconds=1):
+            density.capped(cursor, cursor + width, CAP, [cursor + width * share for share in answer])
+            capped = width
+            continue
+        density.complete(cursor, cursor + width, answer if isinstance(answer, int) else CAP - 1, CAP)
+        cursor, capped = cursor + width, None
