@@ -239,7 +239,8 @@ class CapWatch:
     """Notices answers that keep stopping at one size below ``result_cap``: Mimecast's real cap is lower.
 
     Complete answers scatter around the planned fill; a hidden cap shows as a pile of answers at exactly
-    the largest size ever seen, far more than at the sizes just below it.
+    the largest size ever seen, far more than at the sizes just below it. Only answers over new time
+    count: re-reading an overlap returns the same records, at the same size, poll after poll.
     """
 
     _MIN_PILE = 5
@@ -248,9 +249,14 @@ class CapWatch:
         self.cap = cap
         self.sizes: Counter[int] = Counter()
         self.reported: int | None = None
+        self._ends: dict[int, datetime] = {}
 
-    def observe(self, size: int) -> int | None:
-        """Record an answer's size; return the suspected real cap the first time it becomes evident."""
+    def observe(self, size: int, start: datetime, end: datetime) -> int | None:
+        """Record the size of an answer for ``[start, end)``; return the suspected real cap the first time it
+        becomes evident."""
+        if start < self._ends.get(size, start):
+            return None  # time an answer of this size already covered: not new evidence
+        self._ends[size] = end
         self.sizes[size] += 1
         if self.reported is not None or size >= self.cap or size < 2:
             return None

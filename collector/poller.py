@@ -115,7 +115,7 @@ class Poller:
         result.searches += 1
         cap, width = self._cfg.result_cap, end - start
         self._metrics.answer_records.observe(found.count)
-        hidden = self._caps.observe(found.count)
+        hidden = self._caps.observe(found.count, start, end)
         if hidden is not None:
             self._log.warning("mimecast.answers_stop_below_result_cap", size=hidden, result_cap=cap,
                               reason=f"answers keep stopping at {hidden} records; if that is Mimecast's real cap, "

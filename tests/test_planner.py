@@ -1,13 +1,20 @@
-"""Sizing searches: what the density estimate makes of capped and complete answers, and that it always ends."""
+"""Sizing searches: what the density estimate makes of capped and complete answers, that it always ends, and
+the watch on Mimecast's real per-answer cap."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
-from collector.planner import Density, target_fill
+from collector.daemon import Collector
+from collector.planner import CapWatch, Density, target_fill
+from collector.simulator import MailFlow, Simulator
+from tests.conftest import make_config
 
 T0 = datetime(2026, 11, 28, 9, tzinfo=timezone.utc)
 CAP = 100
@@ -129,3 +136,36 @@ def test_any_run_of_answers_always_narrows_a_capped_window_and_stays_in_bounds(a
             continue
         density.complete(cursor, cursor + width, answer if isinstance(answer, int) else CAP - 1, CAP)
         cursor, capped = cursor + width, None
+
+
+def test_an_overlap_read_again_and_again_is_not_a_hidden_cap() -> None:
+    """A sparse watch re-reads its 20-minute overlap every 30 seconds and gets the same 7 records each time:
+    the same size over and over, but over time already covered, so no warning to set result_cap to 7."""
+    watch = CapWatch(CAP)
+    for poll in range(80):
+        start = at(30 * poll)
+        assert watch.observe(7, start, start + timedelta(minutes=20)) is None
+
+
+def test_answers_that_keep_stopping_at_one_size_over_new_time_are_said_once() -> None:
+    """Consecutive windows that all stop at 60 records, never more: a cap of 60, said the first time it shows."""
+    watch = CapWatch(CAP)
+    sizes = [41, 57, 60, 60, 33, 60, 60, 60, 60, 60, 60]
+    said = [watch.observe(size, at(60 * i), at(60 * i + 60)) for i, size in enumerate(sizes)]
+    assert said == [None] * 7 + [60, None, None, None]
+
+
+def test_a_hidden_lower_cap_is_said_once_with_what_to_set(now: datetime, tmp_path: Path) -> None:
+    """Against a Mimecast that stops every answer at 60 records while result_cap says 100, a catch-up at 100
+    matching messages a minute over two hours warns once, with the size it saw and the setting to change."""
+    flow = MailFlow(seed=5, start=now - timedelta(hours=2), end=now, count=int(100 * 120 / 0.54))
+    with Simulator(flow, cap=60, clock=lambda: now) as sim, capture_logs() as logs:
+        c = Collector(make_config(sim, tmp_path, collection={"result_cap": 100, "window": "15m", "lag": "0s",
+                                                              "initial_lookback": "2h"}), registry=CollectorRegistry())
+        try:
+            c.run_once(now=lambda: now)
+        finally:
+            c.close()
+    warned = [e for e in logs if e["event"] == "mimecast.answers_stop_below_result_cap"]
+    assert [(e["size"], e["result_cap"]) for e in warned] == [(60, 100)], warned
+    assert "set collection.result_cap to 60" in warned[0]["reason"]
