@@ -136,7 +136,9 @@ class Collector:
                 sd_notify(f"READY=1\nSTATUS=polling {len(self.pollers)} watches")
                 watchdog = _watchdog_interval()
                 reported: set[tuple[str, datetime]] = set()
+                release = _heap_releaser()
                 while not self.stop.wait(min(watchdog or _CHECK_EVERY_S, _CHECK_EVERY_S)):
+                    release()
                     healthy = self._check_progress(reported)
                     if watchdog and healthy and scheduler.running:
                         sd_notify("WATCHDOG=1")
@@ -175,6 +177,26 @@ class Collector:
 
 def _iso(value: datetime) -> str:
     return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _heap_releaser() -> Callable[[], None]:
+    """glibc's ``malloc_trim(0)``, or a no-op where the C library has none.
+
+    Concurrent polls fragment glibc's heap: the free space it holds grew from 2 to 13 MiB over four
+    simulated hours while the bytes in use stayed flat; trimming hands the free pages back to the kernel.
+    """
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+
+    def release() -> None:
+        trim(0)
+
+    return release
 
 
 def _watchdog_interval() -> float | None:
