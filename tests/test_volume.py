@@ -72,8 +72,9 @@ def test_every_density_and_order_ships_exactly_the_ground_truth(now: datetime, t
     value = c.metrics.registry.get_sample_value
     assert value("mimecast_collector_searches_truncated_total", {"watch": "inbound"}) == 0
     ideal = ideal_searches(flow, FLT, now - span, now, now, cap=100, window=timedelta(minutes=15))
-    # The benchmark reports the ratio itself; here only a bound that a blind halving would break.
-    assert len(sim.searches()) <= (2.5 if burst else 1.5) * ideal, (len(sim.searches()), ideal)
+    # The benchmark reports the ratio itself; here only bounds that a blind halving would break, and for the
+    # burst one that finding it from its end one capped answer at a time (newest first: 2.4x) would break.
+    assert len(sim.searches()) <= (2.0 if burst else 1.5) * ideal, (len(sim.searches()), ideal)
 
 
 @pytest.mark.parametrize("order", ORDERS)
