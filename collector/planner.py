@@ -23,9 +23,9 @@ _Z = 1.3
 # A gap between an answer's outermost record and its window's edge is a cut when the density next to that
 # record would put this many records in it (a sample spread over the window shows one about once in 120).
 _CUT = 8.0
-# How far before a cut first record the mail is taken to be as dense as next to it, in lengths of the part the
-# answer kept: a burst seldom starts exactly where an answer's records do.
-_LEAD = 4
+# How far before a cut first record the mail is taken to be as dense as next to it, in the time the answer's
+# records take at that density: a burst seldom starts exactly where an answer's records do.
+_LEAD = 3
 # How many records next to an edge tell whether the gap to it is a cut: few, so that a lone record of the
 # quiet mail around a burst is not taken for a dense part's edge.
 _NEAR = 5
@@ -77,8 +77,9 @@ class _Profile:
         self.last = offsets[-1] if cut_after else seconds - 1
         self.scale = 1.0 if cut_before or cut_after else _SPREAD_GUESS
         # Before a cut first record: as dense as next to it for a while, then as measured before the answer.
-        self.lead_from = max(self.first - _LEAD * (self.last - self.first + 1), 0) if prior is not None else 0
+        self.lead_from = max(self.first - int(_LEAD * len(offsets) / max(head, 1e-9)), 0) if prior is not None else 0
         self.lead, self.prior, self.tail = head, prior or 0.0, tail
+        self.past = tail if cut_after else None
 
     def covers(self, second: int) -> bool:
         """Whether ``second`` (from ``start``) lies between the answer's first and last record."""
@@ -150,8 +151,10 @@ class Density:
                     return profile.counts[second] * profile.scale
                 if second < profile.first:
                     return profile.before(second)
-            # Past the answer's last record the density is the rate again.
-            base = resume_rate if width >= resumed else rate
+                # Past a cut last record, as dense as at the cut; past the last record of a sample, the rate.
+                base = rate if profile.past is None else profile.past
+            else:
+                base = resume_rate if width >= resumed else rate
             return max(base, floor_rate) if width < floored else base
 
         # Stop where the answer's records begin: a burst gets searches of its own.
@@ -186,6 +189,8 @@ class Density:
                 profile.lead_from = profile.first  # the guess was wrong: the dense part starts with the records
             elif profile.lead_from <= first and last <= profile.first:
                 profile.lead = seen
+            elif profile.past is not None and first > profile.last:
+                profile.past = seen
         expected = (self.rate or 0.0) * seconds
         # An answer far outside what the density predicts (Poisson, three deviations) is not noise: the
         # mail's pace has changed here, and what came before says nothing about it.

@@ -47,6 +47,9 @@ def test_past_a_cut_the_mail_is_as_dense_as_at_the_answers_end() -> None:
     cursor = at(853)
     width = seconds(density.width(cursor, CAP, WINDOW, at(900) - cursor))
     assert 5 <= width <= 20, width  # about 85 records at 7 a second; the answer's mean (0.11 a second) says 780
+    # The quiet part and the burst's start, searched first, say nothing about the burst past the cut.
+    density.complete(T0, at(853), 100, CAP)
+    assert 5 <= seconds(density.width(cursor, CAP, WINDOW, at(900) - cursor)) <= 20
 
 
 def test_before_the_newest_records_the_quiet_part_is_searched_whole() -> None:
@@ -57,6 +60,16 @@ def test_before_the_newest_records_the_quiet_part_is_searched_whole() -> None:
     density.capped(T0, at(900), CAP, received)
     width = seconds(density.width(T0, CAP, WINDOW, WINDOW))
     assert 700 <= width < 886, width  # the old estimate took the burst's 7 a second for all: 12 seconds
+
+
+def test_quiet_records_after_a_burst_do_not_stretch_the_guess_before_it() -> None:
+    """A newest-first answer holds a burst's last 97 records and 3 quiet ones after it: the guess of dense mail
+    before the burst spans the time the burst's records take, not the whole answer."""
+    density = quiet()
+    received = [at(585 + i / 7) for i in range(97)] + [at(700), at(840), at(886)]
+    density.capped(T0, at(900), CAP, received)
+    width = seconds(density.width(T0, CAP, WINDOW, WINDOW))
+    assert 450 <= width < 585, width
 
 
 def test_a_wrong_guess_before_the_records_is_dropped_after_one_quiet_answer() -> None:
