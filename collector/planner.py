@@ -185,7 +185,8 @@ class Density:
             shown = sum(profile.counts[s] for s in range(max(first, profile.first), min(last, profile.last + 1)))
             if shown and profile.covers(first) and profile.covers(last - 1):
                 profile.scale = max(1.0, count / shown)
-            if count < target_fill(cap) / 4 and profile.lead_from <= first < profile.first:
+            zone = profile.lead * max(min(last, profile.first) - max(first, profile.lead_from), 0)
+            if count < target_fill(cap) / 4 <= zone / 2:
                 profile.lead_from = profile.first  # the guess was wrong: the dense part starts with the records
             elif profile.lead_from <= first and last <= profile.first:
                 profile.lead = seen
