@@ -256,3 +256,15 @@ def test_version_1_json_is_migrated_and_kept_aside(tmp_path: Path) -> None:
     # Remembered as last seen at the watermark: the first overlap after the upgrade still drops it.
     store.commit(advance("w", T + 9 * M))
     assert store.known("w", [("id-1", "held")]) == {("id-1", "held")}
+
+
+@pytest.mark.parametrize("asked", [1, 2, 3, 255, 256, 257, 499, 500, 501, 1234])
+def test_known_answers_exactly_for_any_number_of_keys(tmp_path: Path, asked: int) -> None:
+    """Keys are looked up in lists padded (with repeats) to a few lengths: any number asked, across batches,
+    gets exactly the stored ones back."""
+    store = StateStore(tmp_path / "state.db").open()
+    stored = [(f"id-{i}", "held") for i in range(0, 2 * asked, 2)]
+    store.commit(advance("w", T, new_keys=stored))
+    wanted = [(f"id-{i}", "held") for i in range(asked)]
+    assert store.known("w", wanted) == {key for key in wanted if int(key[0][3:]) % 2 == 0}
+    store.close()

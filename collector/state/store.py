@@ -134,6 +134,9 @@ class StateStore:
             try:
                 for i in range(0, len(stored), _BATCH):
                     batch = stored[i:i + _BATCH]
+                    # Lists of a few lengths (powers of two, padded with a repeat): a statement for every length
+                    # fills the connection's statement cache with compiled statements it keeps replacing.
+                    batch += batch[:1] * ((1 << (len(batch) - 1).bit_length()) - len(batch))
                     rows = conn.execute(f"SELECT key FROM keys WHERE key IN ({','.join('?' * len(batch))})", batch)
                     found.update(wanted[row[0]] for row in rows)
             except sqlite3.Error as exc:
