@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -112,6 +113,12 @@ def log_events(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             out.append({"event": "?", "text": line})
     return out
+
+
+def quarter_medians(series: list[float]) -> list[float]:
+    """The median of the minute samples in each quarter of the window: one sample may catch a poll mid-way."""
+    samples, n = series[1:] or series, len(series[1:] or series)
+    return [statistics.median(samples[n * q // 4:max(n * (q + 1) // 4, n * q // 4 + 1)]) for q in range(4)]
 
 
 def quarter(series: list[float], q: int) -> float:
@@ -212,6 +219,7 @@ def report(args: argparse.Namespace, folder: Path, log: Path, flow: MailFlow, st
            receiver: Rsyslog) -> None:
     events = log_events(log)
     (t0, s0), (t1, s1) = begin, end
+    medians = quarter_medians(s0["rss_series"])
     hours = (s1["at"] - s0["at"]) / 3600
     window = [e for e in events if e["event"] != "?" and t0 <= stamp(e) < t1]
     done = [e for e in window if e["event"] == "poll.done"]
@@ -245,8 +253,9 @@ def report(args: argparse.Namespace, folder: Path, log: Path, flow: MailFlow, st
         ("CPU", f"{(s1['cpu_s'] - s0['cpu_s']) / hours:,.1f} s/h"),
         ("RSS start -> end", f"{s0['rss_mib']:.1f} -> {s1['rss_mib']:.1f} MiB"),
         ("RSS at each quarter", " -> ".join(f"{quarter(s0['rss_series'], q):.1f}" for q in range(5)) + " MiB"),
-        ("RSS growth, second half", f"{quarter(s0['rss_series'], 4) - quarter(s0['rss_series'], 2):+.1f} MiB "
-                                    f"(first half {quarter(s0['rss_series'], 2) - quarter(s0['rss_series'], 0):+.1f})"),
+        ("RSS median in each quarter", " -> ".join(f"{m:.1f}" for m in medians) + " MiB"),
+        ("RSS growth, second half", f"{medians[3] - medians[1]:+.1f} MiB between the medians of the second and fourth "
+                                    f"quarters (first half {medians[1] - s0['rss_mib']:+.1f} from the start)"),
         ("FDs start -> end", f"{s0['fds']:.0f} -> {s1['fds']:.0f}"),
         ("mean poll gap", f"{mean_gap:.2f} s vs {args.interval} s ({(mean_gap / args.interval - 1) * 100:+.2f}%), "
                           f"min {min(gaps, default=0):.2f} max {max(gaps, default=0):.2f}"),

@@ -131,7 +131,8 @@ ANSWER = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(ANSWER, min_size=1, max_size=60), st.floats(0, 50, allow_nan=False) | st.none())
-def test_any_run_of_answers_always_narrows_a_capped_window_and_stays_in_bounds(answers: list, rate: float | None) -> None:
+def test_any_run_of_answers_always_narrows_a_capped_window_and_stays_in_bounds(answers: list,
+                                                                             rate: float | None) -> None:
     """Whatever Mimecast answers, each search is one second to the window wide and ends at the plan's end, and
     the re-search of a capped window is strictly narrower than it: a cycle always ends."""
     density, cursor, end = Density(rate), T0, at(3600)
