@@ -37,8 +37,9 @@ _SPREAD_GUESS = 8.0
 # A remainder this small (a share of the planned width) is searched with it rather than on its own: the
 # fuller search is capped now and then, which costs less than the extra search it saves.
 _TAIL = 0.1
-# The weight of a complete answer in the density estimate: heavier lets each window's Poisson noise move
-# the next window's size; lighter follows a change in the mail's pace more slowly.
+# How fast older answers fade from the density estimate (each answer keeps 1 - _ALPHA of what came before):
+# faster lets each window's Poisson noise move the next window's size; slower follows a change in the mail's
+# pace more slowly.
 _ALPHA = 0.25
 
 
