@@ -3,15 +3,16 @@
     .venv/bin/python benchmarks/soak.py                 # 5 minutes
     .venv/bin/python benchmarks/soak.py --minutes 30    # longer
 
-`python -m collector run -c`, in the environment the systemd unit gives it, polls 20 watches every 30 s against the simulator (in this process, with
-mail that keeps arriving, about one message every two seconds) and ships to an ECS file and as CEF over
-TCP to a real rsyslogd. A third of the way in the file is rotated (rename, then `reload`); two thirds of
-the way in the receiver is stopped for five seconds and started again. The steady window starts once
-every watch has finished its first poll (the initial backfill) and ends at SIGTERM. Reported per hour of
-that window: log lines at info, bytes the daemon wrote (/proc/PID/io write_bytes, its log included),
-CPU seconds; RSS and open file descriptors at its start and end, and RSS once a minute in between (shown
-at each quarter, so that growth that levels off is told from a leak); the mean gap between one watch's
-polls against the interval; and duplicates and losses in the ECS file against the simulator's truth.
+`python -m collector run -c`, in the environment the systemd unit gives it, polls 20 watches every 30 s
+against the simulator (in this process, with mail that keeps arriving, about one message every two
+seconds) and ships to an ECS file and as CEF over TCP to a real rsyslogd. A third of the way in the file
+is rotated (rename, then `reload`); two thirds of the way in the receiver is stopped for five seconds and
+started again. The steady window starts once every watch has finished its first poll (the initial
+backfill) and ends at SIGTERM. Reported per hour of that window: log lines at info, bytes the daemon wrote
+(/proc/PID/io write_bytes, its log included), CPU seconds; RSS and open file descriptors at its start and
+end, and RSS once a minute in between (shown at each quarter and as each quarter's median, so that growth
+that levels off is told from a leak); the mean gap between one watch's polls against the interval; and
+duplicates and losses in the ECS file against the simulator's truth.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def log_events(path: Path) -> list[dict[str, Any]]:
 
 def quarter_medians(series: list[float]) -> list[float]:
     """The median of the minute samples in each quarter of the window: one sample may catch a poll mid-way."""
-    samples, n = series[1:] or series, len(series[1:] or series)
+    samples = series[1:] or series
+    n = len(samples)
     return [statistics.median(samples[n * q // 4:max(n * (q + 1) // 4, n * q // 4 + 1)]) for q in range(4)]
 
 
