@@ -67,12 +67,15 @@ class _Profile:
 
     def __init__(self, start: datetime, end: datetime, received: Sequence[datetime], prior: float | None) -> None:
         self.start, self.end = start, end
-        offsets = sorted(int((r - start).total_seconds()) for r in received)
+        listed = [int((r - start).total_seconds()) for r in received]
+        offsets = sorted(listed)
         self.counts = Counter(offsets)
         seconds = max(int((end - start).total_seconds()), 1)
         head, tail = _density(offsets, _NEAR), _density(offsets[::-1], _NEAR)
-        cut_before = offsets[0] * head >= _CUT
-        cut_after = (seconds - 1 - offsets[-1]) * tail >= _CUT
+        # Records listed oldest first can only have been cut after the last of them, records listed newest
+        # first only before the first; records listed in no order are a sample.
+        cut_before = listed == offsets[::-1] and offsets[0] * head >= _CUT
+        cut_after = listed == offsets and (seconds - 1 - offsets[-1]) * tail >= _CUT
         head, tail = _density(offsets, len(offsets) // 5), _density(offsets[::-1], len(offsets) // 5)
         self.first = offsets[0] if cut_before else 0
         self.last = offsets[-1] if cut_after else seconds - 1

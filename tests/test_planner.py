@@ -31,6 +31,11 @@ def seconds(width: timedelta) -> int:
     return int(width.total_seconds())
 
 
+def newest_first(received: list[datetime]) -> list[datetime]:
+    """``received`` as an answer that lists the newest records first holds them."""
+    return sorted(received, reverse=True)
+
+
 def quiet() -> Density:
     """A density measured on a quiet quarter hour: 10 records in 900 seconds."""
     density = Density()
@@ -56,7 +61,7 @@ def test_before_the_newest_records_the_quiet_part_is_searched_whole() -> None:
     """An answer that lists the newest records first shows a burst's last 14 seconds at the window's end:
     the first search covers the quiet part at the density measured before, and stops before the burst."""
     density = quiet()
-    received = [at(886 + i / 7) for i in range(100)]
+    received = newest_first([at(886 + i / 7) for i in range(100)])
     density.capped(T0, at(900), CAP, received)
     width = seconds(density.width(T0, CAP, WINDOW, WINDOW))
     assert 700 <= width < 886, width  # the old estimate took the burst's 7 a second for all: 12 seconds
@@ -66,7 +71,7 @@ def test_quiet_records_after_a_burst_do_not_stretch_the_guess_before_it() -> Non
     """A newest-first answer holds a burst's last 97 records and 3 quiet ones after it: the guess of dense mail
     before the burst spans the time the burst's records take, not the whole answer."""
     density = quiet()
-    received = [at(585 + i / 7) for i in range(97)] + [at(700), at(840), at(886)]
+    received = newest_first([at(585 + i / 7) for i in range(97)] + [at(700), at(840), at(886)])
     density.capped(T0, at(900), CAP, received)
     width = seconds(density.width(T0, CAP, WINDOW, WINDOW))
     assert 450 <= width < 585, width
@@ -75,7 +80,7 @@ def test_quiet_records_after_a_burst_do_not_stretch_the_guess_before_it() -> Non
 def test_a_wrong_guess_before_the_records_is_dropped_after_one_quiet_answer() -> None:
     """If the mail just before the newest records is quiet after all, the next search runs up to them."""
     density = quiet()
-    density.capped(T0, at(900), CAP, [at(886 + i / 7) for i in range(100)])
+    density.capped(T0, at(900), CAP, newest_first([at(886 + i / 7) for i in range(100)]))
     first = density.width(T0, CAP, WINDOW, WINDOW)
     assert seconds(first) < 875  # the quiet part, then about 85 records' worth of the guessed dense time
     density.complete(T0, T0 + first, 9, CAP)  # the quiet mail's 9, nothing of the dense time
@@ -83,10 +88,23 @@ def test_a_wrong_guess_before_the_records_is_dropped_after_one_quiet_answer() ->
     assert seconds(density.width(cursor, CAP, WINDOW, at(900) - cursor)) == 886 - seconds(first)
 
 
+def test_records_listed_in_no_order_are_a_sample_not_the_newest_part() -> None:
+    """The same capped answer, records in the window's last minute: listed newest first it kept the burst's
+    end, which may have begun earlier, so the first search stops well before it; listed in no order it is a
+    sample of a burst that begins with its records, so the first search covers the quiet part and a few
+    seconds of the burst."""
+    burst = [at(840 + i * 0.6) for i in range(100)]
+    ordered, sample = quiet(), quiet()
+    ordered.capped(T0, at(900), CAP, newest_first(burst))
+    sample.capped(T0, at(900), CAP, burst[1::2] + burst[::2])
+    assert seconds(ordered.width(T0, CAP, WINDOW, WINDOW)) < 800
+    assert 840 < seconds(sample.width(T0, CAP, WINDOW, WINDOW)) < 860
+
+
 def test_past_a_burst_found_blind_the_density_resumes_at_the_quiet_level() -> None:
     """A burst found by a capped answer is taken to end with its window: the search after it is wide again."""
     density = quiet()
-    density.capped(T0, at(900), CAP, [at(886 + i / 7) for i in range(100)])
+    density.capped(T0, at(900), CAP, newest_first([at(886 + i / 7) for i in range(100)]))
     for start in range(886, 900, 7):
         density.complete(at(start), at(start + 7), 49, CAP)  # the burst, searched in pieces
     assert seconds(density.width(at(900), CAP, WINDOW, WINDOW)) == 900
