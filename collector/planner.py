@@ -161,8 +161,14 @@ class Density:
                 base = resume_rate if width >= resumed else rate
             return max(base, floor_rate) if width < floored else base
 
-        # Stop where the answer's records begin: a burst gets searches of its own.
-        stop = profile.first - offset if profile is not None and offset < profile.first else widest
+        # Stop where the answer's records begin (a burst gets searches of its own), unless the mail is already
+        # taken to be as dense as there.
+        stop = profile.first - offset if profile is not None and offset < profile.lead_from else widest
+        if self._resume is not None and 0 < resumed < min(widest, stop):
+            # Share what is left of a burst evenly, so that its last search ends where the quiet mail resumes
+            # rather than a sliver past it, which would cost a search of its own.
+            burst = sum(map(expect, range(resumed)))
+            target = burst / math.ceil(burst / target) if burst > target else target
         expected = 0.0
         for width in range(min(widest, stop)):
             expected += expect(width)

@@ -101,6 +101,23 @@ def test_records_listed_in_no_order_are_a_sample_not_the_newest_part() -> None:
     assert 840 < seconds(sample.width(T0, CAP, WINDOW, WINDOW)) < 860
 
 
+def test_inside_the_guessed_dense_time_a_search_runs_on_into_the_records() -> None:
+    """Once the searches have reached the time guessed as dense as the newest records, they no longer stop
+    where those records begin: that stop would cost a search for a few seconds."""
+    density = quiet()
+    density.capped(T0, at(900), CAP, newest_first([at(886 + i / 7) for i in range(100)]))
+    assert seconds(density.width(at(880), CAP, WINDOW, at(900) - at(880))) > 886 - 880
+
+
+def test_the_rest_of_a_burst_is_shared_evenly_up_to_where_the_quiet_mail_resumes() -> None:
+    """About 100 records left of a burst that ends with its window: two searches of half each, so that the
+    second ends where the burst does, not one of 87 and a sliver of 13 that would cost a third search."""
+    density = quiet()
+    density.capped(T0, at(900), CAP, newest_first([at(886 + i / 7) for i in range(100)]))
+    width = seconds(density.width(at(886), CAP, WINDOW, WINDOW))
+    assert 6 <= width <= 8, width  # 87 records' worth would be 12
+
+
 def test_past_a_burst_found_blind_the_density_resumes_at_the_quiet_level() -> None:
     """A burst found by a capped answer is taken to end with its window: the search after it is wide again."""
     density = quiet()
