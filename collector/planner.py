@@ -37,6 +37,10 @@ _SPREAD_GUESS = 8.0
 # A remainder this small (a share of the planned width) is searched with it rather than on its own: the
 # fuller search is capped now and then, which costs less than the extra search it saves.
 _TAIL = 0.1
+# A sample shows a few records a second at most, by chance: each second is guessed from the records this many
+# seconds either side of it as well, so that a search is not sized by the luck of the draw in its own seconds
+# alone (measured: a burst of 500 in a quiet hour, shuffled answers, 12 flows, 128 -> 120 searches).
+_SMOOTH = 5
 # How fast older answers fade from the density estimate (each answer keeps 1 - _ALPHA of what came before):
 # faster lets each window's Poisson noise move the next window's size; slower follows a change in the mail's
 # pace more slowly.
@@ -62,7 +66,8 @@ class _Profile:
     short of an edge of the window (further than the density next to them explains) mark where the
     answer was cut: it kept the records of one part (``scale`` 1), and the mail beyond the cut is likely
     as dense for a while (``lead`` seconds before the first record). Records that reach both edges are
-    a sample of unknown size (``scale`` ``_SPREAD_GUESS``). Every complete search inside corrects both.
+    a sample of unknown size (``scale`` ``_SPREAD_GUESS``). Every complete search inside corrects both,
+    the scale by all that those searches found against what the answer showed of the same time.
     """
 
     def __init__(self, start: datetime, end: datetime, received: Sequence[datetime], prior: float | None) -> None:
@@ -79,15 +84,30 @@ class _Profile:
         head, tail = _density(offsets, len(offsets) // 5), _density(offsets[::-1], len(offsets) // 5)
         self.first = offsets[0] if cut_before else 0
         self.last = offsets[-1] if cut_after else seconds - 1
-        self.scale = 1.0 if cut_before or cut_after else _SPREAD_GUESS
+        self.sample = not (cut_before or cut_after)
+        self.scale = _SPREAD_GUESS if self.sample else 1.0
         # Before a cut first record: as dense as next to it for a while, then as measured before the answer.
         self.lead_from = max(self.first - int(_LEAD * len(offsets) / max(head, 1e-9)), 0) if prior is not None else 0
         self.lead, self.prior, self.tail = head, prior or 0.0, tail
         self.past = tail if cut_after else None
+        # What the complete searches inside found, against what the answer showed of the same time.
+        self._found: tuple[int, int] = (0, 0)
 
     def covers(self, second: int) -> bool:
         """Whether ``second`` (from ``start``) lies between the answer's first and last record."""
         return self.first <= second <= self.last
+
+    def at(self, second: int) -> float:
+        """The records guessed for ``second``, which it covers."""
+        if not self.sample:
+            return self.counts[second] * self.scale
+        around = range(second - _SMOOTH, second + _SMOOTH + 1)
+        return sum(self.counts[s] for s in around) / len(around) * self.scale
+
+    def found(self, count: int, shown: int) -> None:
+        """A complete search inside found ``count`` records where the answer showed ``shown``."""
+        self._found = (self._found[0] + count, self._found[1] + shown)
+        self.scale = max(1.0, self._found[0] / self._found[1])
 
     def before(self, second: int) -> float:
         """The density guessed for ``second``, before the first record."""
@@ -152,7 +172,7 @@ class Density:
             second = offset + width
             if profile is not None and second < length:
                 if profile.covers(second):
-                    return profile.counts[second] * profile.scale
+                    return profile.at(second)
                 if second < profile.first:
                     return profile.before(second)
                 # Past a cut last record, as dense as at the cut; past the last record of a sample, the rate.
@@ -194,7 +214,7 @@ class Density:
             first, last = int((start - profile.start).total_seconds()), int((end - profile.start).total_seconds())
             shown = sum(profile.counts[s] for s in range(max(first, profile.first), min(last, profile.last + 1)))
             if shown and profile.covers(first) and profile.covers(last - 1):
-                profile.scale = max(1.0, count / shown)
+                profile.found(count, shown)
             zone = profile.lead * max(min(last, profile.first) - max(first, profile.lead_from), 0)
             if count < target_fill(cap) / 4 <= zone / 2:
                 profile.lead_from = profile.first  # the guess was wrong: the dense part starts with the records
@@ -237,13 +257,13 @@ class Density:
             if at_least > (self.rate or 0.0):
                 self._observe(cap, seconds, restart=False)  # a lower bound: it only ever raises the density
             self._floor = (end, at_least)
-            self._profile = profile if profile is not None and profile.scale == 1.0 else None
+            self._profile = profile if profile is not None and not profile.sample else None
             return
         self._floor, self._measured, self._prior, self._evidence = None, False, prior, None
         self._profile = profile
         if prior is not None and (self._resume is None or self._resume[0] < end):
             self._resume = (end, prior)
-        if profile is None or profile.scale != 1.0:
+        if profile is None or profile.sample:
             self.rate = max(at_least * _SPREAD_GUESS, self.rate or 0.0)
         else:
             # The answer kept the records of one part of its window: past them the mail is likely as dense as

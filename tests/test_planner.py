@@ -101,6 +101,32 @@ def test_records_listed_in_no_order_are_a_sample_not_the_newest_part() -> None:
     assert 840 < seconds(sample.width(T0, CAP, WINDOW, WINDOW)) < 860
 
 
+def sample(received: list[datetime]) -> list[datetime]:
+    """``received`` as an answer that lists its records in no order holds them."""
+    return received[1::2] + received[::2]
+
+
+def test_a_samples_size_rests_on_every_complete_search_inside_not_the_last() -> None:
+    """A sample of one record a second over the window's last 100 seconds: the searches inside found 3 then 5
+    times what it showed, so the next is sized at 4 times (80 of 20), neither 5 (the last) nor 3 (the first)."""
+    density = quiet()
+    density.capped(T0, at(900), CAP, sample([at(800 + i) for i in range(100)]))
+    density.complete(T0, at(810), 30, CAP)  # the quiet part and 10 shown seconds: 30
+    density.complete(at(810), at(820), 50, CAP)  # 10 shown: 50
+    width = seconds(density.width(at(820), CAP, WINDOW, WINDOW))
+    assert 19 <= width <= 21, width  # 80 records a search, 4 a second, the burst shared evenly up to 900 s
+
+
+def test_a_samples_seconds_are_guessed_from_the_records_around_them() -> None:
+    """A sample shows each second's few records by chance: the seconds just past a dense part of it are
+    guessed partly as dense, so a search that starts there is shorter than its own seconds alone would say."""
+    density = quiet()
+    dense, sparse = [at(440 + i / 3) for i in range(30)], [at(450 + 2 * i) for i in range(70)]
+    density.capped(T0, at(900), CAP, sample(dense + sparse))
+    width = seconds(density.width(at(450), CAP, WINDOW, WINDOW))
+    assert width <= 15, width  # 18 from the sparse part's own seconds
+
+
 def test_inside_the_guessed_dense_time_a_search_runs_on_into_the_records() -> None:
     """Once the searches have reached the time guessed as dense as the newest records, they no longer stop
     where those records begin: that stop would cost a search for a few seconds."""
