@@ -38,12 +38,10 @@ _SPREAD_GUESS = 8.0
 # fuller search is capped now and then, which costs less than the extra search it saves.
 _TAIL = 0.1
 # A sample shows a few records a second at most, by chance: each second is guessed from the records this many
-# seconds either side of it as well, so that a search is not sized by the luck of the draw in its own seconds
-# alone (measured: a burst of 500 in a quiet hour, shuffled answers, 12 flows, 128 -> 120 searches).
+# seconds either side of it as well, so that a search is not sized by the luck of its own seconds alone.
 _SMOOTH = 5
-# How fast older answers fade from the density estimate (each answer keeps 1 - _ALPHA of what came before):
-# faster lets each window's Poisson noise move the next window's size; slower follows a change in the mail's
-# pace more slowly.
+# How fast older answers fade from the density estimate (each keeps 1 - _ALPHA of what came before): faster
+# lets each window's Poisson noise move the next window's size; slower follows a change of pace more slowly.
 _ALPHA = 0.25
 
 
@@ -84,13 +82,11 @@ class _Profile:
         head, tail = _density(offsets, len(offsets) // 5), _density(offsets[::-1], len(offsets) // 5)
         self.first = offsets[0] if cut_before else 0
         self.last = offsets[-1] if cut_after else seconds - 1
-        self.sample = not (cut_before or cut_after)
-        self.scale = _SPREAD_GUESS if self.sample else 1.0
+        self.sample, self.scale = (False, 1.0) if cut_before or cut_after else (True, _SPREAD_GUESS)
         # Before a cut first record: as dense as next to it for a while, then as measured before the answer.
         self.lead_from = max(self.first - int(_LEAD * len(offsets) / max(head, 1e-9)), 0) if prior is not None else 0
         self.lead, self.prior, self.tail = head, prior or 0.0, tail
         self.past = tail if cut_after else None
-        # What the complete searches inside found, against what the answer showed of the same time.
         self._found: tuple[int, int] = (0, 0)
 
     def covers(self, second: int) -> bool:
@@ -98,10 +94,8 @@ class _Profile:
         return self.first <= second <= self.last
 
     def at(self, second: int) -> float:
-        """The records guessed for ``second``, which it covers."""
-        if not self.sample:
-            return self.counts[second] * self.scale
-        around = range(second - _SMOOTH, second + _SMOOTH + 1)
+        """The records guessed for ``second``, which it covers: a sample's from the seconds around it too."""
+        around = range(second - _SMOOTH, second + _SMOOTH + 1) if self.sample else range(second, second + 1)
         return sum(self.counts[s] for s in around) / len(around) * self.scale
 
     def found(self, count: int, shown: int) -> None:
