@@ -20,11 +20,11 @@ HOLD_LIMIT = timedelta(days=30)
 def prune_point(horizon: datetime, others: Iterable[datetime | None]) -> datetime:
     """Forget keys last seen before this: ``horizon`` is the committing watch's, ``others`` every other
     configured watch's (``None`` for one that has not committed yet and will search back its lookback)."""
-    others = list(others)
-    latest = max([horizon, *(h for h in others if h is not None)])
-    if None in others:
-        return latest - HOLD_LIMIT
-    return max(min([horizon, *others]), latest - HOLD_LIMIT)  # type: ignore[type-var]
+    listed = list(others)
+    known = [horizon, *(h for h in listed if h is not None)]
+    if len(known) <= len(listed):
+        return max(known) - HOLD_LIMIT
+    return max(min(known), max(known) - HOLD_LIMIT)
 
 
 def remembered_from(state: WatchState, pruned_at: datetime | None) -> datetime | None:

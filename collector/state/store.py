@@ -1,11 +1,9 @@
 """The durable checkpoint: an SQLite database committed once per chunk, with only what changed.
 
-Per watch it holds the watermark, the density estimate and where its last
-chunk let keys be forgotten; per output the committed mark; and one shared
-set of ``(mimecast id, status)`` keys already in every output, each with the
-end of the last chunk that found it. Keys are forgotten once every configured
-watch has moved past them (by its overlap), so a message found by two watches
-reaches each output once, shipped by the first.
+Per watch it holds the watermark, the density estimate and where its last chunk let keys be forgotten; per
+output the committed mark; and one shared set of ``(mimecast id, status)`` keys already in every output, each
+with the end of the last chunk that found it. Keys are forgotten once every configured watch has moved past
+them (by its overlap), so a message found by two watches reaches each output once, shipped by the first.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,7 +27,6 @@ __all__ = ["Advance", "OutputMark", "StateStore", "WatchState"]
 
 _BATCH = 500
 
-
 # How stale a key's last-seen time may get before a re-read rewrites it (and how much longer keys are kept).
 REFRESH_MARGIN_S = 300
 
@@ -37,8 +34,7 @@ REFRESH_MARGIN_S = 300
 class StateStore:
     """Opens, locks, checks and commits the checkpoint database.
 
-    Thread-safe: every method takes the store's lock, so pollers may ask
-    :meth:`known` while the pipeline commits.
+    Thread-safe: every method takes the store's lock, so pollers may ask :meth:`known` while the pipeline commits.
     """
 
     def __init__(self, path: Path) -> None:
@@ -85,10 +81,8 @@ class StateStore:
         """Close the database (its write-ahead log is folded in) and release the lock."""
         with self._mutex:
             if self._conn is not None:
-                try:
+                with suppress(sqlite3.Error):
                     self._conn.close()
-                except sqlite3.Error:
-                    pass
                 self._conn = None
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
@@ -97,8 +91,7 @@ class StateStore:
     def prepare(self, names: Iterable[str]) -> None:
         """Create the state of every configured watch before any poll runs.
 
-        Only these watches hold keys back from being forgotten; a watch
-        removed from the configuration no longer does.
+        Only these watches hold keys back from being forgotten; a watch removed from the configuration no longer does.
         """
         with self._mutex:
             self._active = set(names)
@@ -108,10 +101,7 @@ class StateStore:
     def watch(self, name: str) -> WatchState:
         """The state of watch ``name`` (created empty on first use); updated in place by each commit."""
         with self._mutex:
-            state = self._watches.get(name)
-            if state is None:
-                state = self._watches[name] = WatchState()
-            return state
+            return self._watches.setdefault(name, WatchState())
 
     def watch_names(self) -> list[str]:
         """Every watch the checkpoint knows, configured or not."""
@@ -266,10 +256,8 @@ class StateStore:
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
-                try:
+                with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
             if isinstance(exc, (sqlite3.Error, OSError)):
                 raise StateError(f"cannot write the state file {self.path}: {exc}") from None
             raise
