@@ -60,12 +60,12 @@ def _density(offsets: Sequence[int], k: int) -> float:
 class _Profile:
     """Where a capped answer's records lie: a lower bound on each second's count, scaled by a guess.
 
-    The records exist, so a second holds at least as many as the answer shows. Records that stop well
-    short of an edge of the window (further than the density next to them explains) mark where the
-    answer was cut: it kept the records of one part (``scale`` 1), and the mail beyond the cut is likely
-    as dense for a while (``lead`` seconds before the first record). Records that reach both edges are
-    a sample of unknown size (``scale`` ``_SPREAD_GUESS``). Every complete search inside corrects both,
-    the scale by all that those searches found against what the answer showed of the same time.
+    The records exist, so a second holds at least as many as the answer shows. Records listed in order
+    that stop well short of an edge of the window (further than the density next to them explains) mark
+    where the answer was cut: it kept the records of one part (``scale`` 1), and the mail beyond the cut
+    is likely as dense for a while (``lead`` seconds before the first record). Records in no order, or
+    that reach both edges, are a sample of unknown size (``scale`` ``_SPREAD_GUESS``). Every complete
+    search inside corrects both, the scale by all those searches found against what the answer showed.
     """
 
     def __init__(self, start: datetime, end: datetime, received: Sequence[datetime], prior: float | None) -> None:
@@ -73,7 +73,7 @@ class _Profile:
         listed = [int((r - start).total_seconds()) for r in received]
         offsets = sorted(listed)
         self.counts = Counter(offsets)
-        seconds = max(int((end - start).total_seconds()), 1)
+        seconds = self.length = max(int((end - start).total_seconds()), 1)
         head, tail = _density(offsets, _NEAR), _density(offsets[::-1], _NEAR)
         # Records listed oldest first can only have been cut after the last of them, records listed newest
         # first only before the first; records listed in no order are a sample.
@@ -95,7 +95,8 @@ class _Profile:
 
     def at(self, second: int) -> float:
         """The records guessed for ``second``, which it covers: a sample's from the seconds around it too."""
-        around = range(second - _SMOOTH, second + _SMOOTH + 1) if self.sample else range(second, second + 1)
+        k = _SMOOTH if self.sample else 0  # and only seconds of the window: past it nothing was searched
+        around = range(max(second - k, 0), min(second + k + 1, self.length))
         return sum(self.counts[s] for s in around) / len(around) * self.scale
 
     def found(self, count: int, shown: int) -> None:
@@ -175,8 +176,7 @@ class Density:
                 base = resume_rate if width >= resumed else rate
             return max(base, floor_rate) if width < floored else base
 
-        # Stop where the answer's records begin (a burst gets searches of its own), unless the mail is already
-        # taken to be as dense as there.
+        # Stop where the answer's records begin (a burst gets searches of its own), unless already as dense.
         stop = profile.first - offset if profile is not None and offset < profile.lead_from else widest
         if self._resume is not None and 0 < resumed < min(widest, stop):
             # Share what is left of a burst evenly, so that its last search ends where the quiet mail resumes

@@ -127,6 +127,15 @@ def test_a_samples_seconds_are_guessed_from_the_records_around_them() -> None:
     assert width <= 15, width  # 18 from the sparse part's own seconds
 
 
+def test_a_samples_last_seconds_are_not_thinned_by_the_time_past_its_window() -> None:
+    """A sample of a burst that runs to its window's end: the burst's last seconds are guessed from the
+    seconds of the window around them, not diluted by seconds past it that no search has read."""
+    density = quiet()
+    density.capped(T0, at(900), CAP, sample([at(880 + i / 5) for i in range(100)]))  # 8 times: 40 a second
+    width = seconds(density.width(at(897), CAP, WINDOW, WINDOW))
+    assert width <= 3, width  # diluted, the last three seconds hold 76 and the search runs on past them
+
+
 def test_inside_the_guessed_dense_time_a_search_runs_on_into_the_records() -> None:
     """Once the searches have reached the time guessed as dense as the newest records, they no longer stop
     where those records begin: that stop would cost a search for a few seconds."""

@@ -22,7 +22,7 @@ def prune_point(horizon: datetime, others: Iterable[datetime | None]) -> datetim
     configured watch's (``None`` for one that has not committed yet and will search back its lookback)."""
     listed = list(others)
     known = [horizon, *(h for h in listed if h is not None)]
-    if len(known) <= len(listed):
+    if None in listed:
         return max(known) - HOLD_LIMIT
     return max(min(known), max(known) - HOLD_LIMIT)
 
