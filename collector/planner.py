@@ -159,7 +159,7 @@ class Density:
             seconds = widest if rate <= 0 else int(min(widest, target / rate))
             return self._whole(max(1, seconds), widest, left_s, lambda width: rate, target)
         offset = int((cursor - profile.start).total_seconds()) if profile is not None else 0
-        length = int((profile.end - profile.start).total_seconds()) if profile is not None else 0
+        length = profile.length if profile is not None else 0
         floored, floor_rate = (int((floor[0] - cursor).total_seconds()), floor[1]) if floor else (0, 0.0)
 
         def expect(width: int) -> float:
