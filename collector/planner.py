@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from collector.answers import SPREAD_GUESS, Profile
+from collector.answers import SPREAD_GUESS, Profile, pace
 
 __all__ = ["CapWatch", "Density", "ONE_SECOND", "target_fill"]
 
@@ -126,10 +126,14 @@ class Density:
             return timedelta(seconds=left)
         return timedelta(seconds=seconds)
 
-    def complete(self, start: datetime, end: datetime, count: int, cap: int) -> None:
-        """A complete answer: ``count`` records in ``[start, end)``."""
-        seconds = max((end - start).total_seconds(), 1.0)
-        seen = count / seconds
+    def complete(self, start: datetime, end: datetime, count: int, cap: int, received: Sequence[datetime] = ()) -> None:
+        """A complete answer: ``count`` records in ``[start, end)``, received at ``received`` when given."""
+        whole = max(int((end - start).total_seconds()), 1)
+        offsets = sorted(int((r - start).total_seconds()) for r in received if start <= r < end)
+        # Where the mail changed pace inside the answer (a burst began or ended there), only the part after
+        # the change tells how dense the next seconds are: the whole answer would dilute or inflate it.
+        records, seconds = pace(offsets, whole) if len(offsets) == count else (count, whole)
+        seen = records / seconds
         profile = self._profile
         if profile is not None and start < profile.end:
             first, last = int((start - profile.start).total_seconds()), int((end - profile.start).total_seconds())
@@ -143,11 +147,11 @@ class Density:
                 profile.lead = seen
             elif profile.past is not None and first > profile.last:
                 profile.past = seen
-        expected = (self.rate or 0.0) * seconds
+        expected = (self.rate or 0.0) * whole
         # An answer far outside what the density predicts (Poisson, three deviations) is not noise: the
         # mail's pace has changed here, and what came before says nothing about it.
         changed = count > 2 * expected + 3 * math.sqrt(expected) + 3 or count < expected / 2 - 3 * math.sqrt(expected)
-        self._observe(count, seconds, restart=self.rate is None or changed)
+        self._observe(records, seconds, restart=self.rate is None or changed or seconds < whole)
         self._measured = True
 
     def _observe(self, records: float, seconds: float, *, restart: bool) -> None:

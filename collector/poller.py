@@ -131,7 +131,7 @@ class Poller:
             self._metrics.truncated.labels(self.watch.name).inc()
             result.truncated += 1
         else:
-            self._density.complete(start, end, found.count, cap)
+            self._density.complete(start, end, found.count, cap, [r.received for r in found.records])
         mark = self._checked_end(start, end, found.server_time)
         self._deliver(start, mark, found, result, began)
         return end if mark == end else plan.end

@@ -3,6 +3,7 @@ the watch on Mimecast's real per-answer cap."""
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from collector.daemon import Collector
+from collector.answers import pace
 from collector.planner import CapWatch, Density, target_fill
 from collector.simulator import MailFlow, Simulator
 from tests.conftest import make_config
@@ -193,9 +195,40 @@ def test_a_guess_gives_way_to_the_first_answer() -> None:
     assert density.rate == 72 / 60
 
 
+def test_a_complete_answer_where_a_burst_begins_sizes_the_next_search_by_the_burst() -> None:
+    """Forty quiet seconds, then four records a second: the next search is sized by the four a second its
+    answer ends with, not by the 1.3 a second of the whole answer, which would run it into a capped one."""
+    density = Density()
+    density.complete(T0, at(60), 80, CAP, [at(40 + i / 4) for i in range(80)])
+    width = seconds(density.width(at(60), CAP, WINDOW, WINDOW))
+    assert 15 <= width <= 25, width  # about 87 records at 4 a second; the whole answer's mean says 65 seconds
+
+
+def test_a_complete_answer_where_a_burst_ends_sizes_the_next_search_by_the_quiet_after_it() -> None:
+    """Four records a second for twenty seconds, then forty without one: the burst is over, and the next
+    search is wide, not sized by a pace the answer shows has stopped."""
+    density = Density(4.0)
+    density.complete(T0, at(60), 80, CAP, [at(i / 4) for i in range(80)])
+    assert seconds(density.width(at(60), CAP, WINDOW, WINDOW)) == 900  # the mean would say 65 seconds
+
+
+def test_steady_mail_is_seldom_taken_for_a_change_of_pace() -> None:
+    """Poisson mail at one and a half records a second, in a thousand answers of a minute: the pace is read
+    from the whole answer in all but a few, so each search still rests on all the records it found."""
+    rng, changed = random.Random(7), 0
+    for _ in range(1000):
+        offsets, t = [], rng.expovariate(1.5)
+        while t < 60:
+            offsets.append(int(t))
+            t += rng.expovariate(1.5)
+        changed += pace(offsets, 60) != (len(offsets), 60)
+    assert changed <= 5, changed
+
+
 ANSWER = st.one_of(
     st.integers(0, CAP - 1),  # complete, with that many records
     st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=CAP),  # capped: where its records lie
+    st.tuples(st.lists(st.floats(0, 1, allow_nan=False, exclude_max=True), max_size=CAP - 1)),  # complete, placed
 )
 
 
@@ -217,7 +250,10 @@ def test_any_run_of_answers_always_narrows_a_capped_window_and_stays_in_bounds(a
             density.capped(cursor, cursor + width, CAP, [cursor + width * share for share in answer])
             capped = width
             continue
-        density.complete(cursor, cursor + width, answer if isinstance(answer, int) else CAP - 1, CAP)
+        if isinstance(answer, tuple):
+            density.complete(cursor, cursor + width, len(answer[0]), CAP, [cursor + width * x for x in answer[0]])
+        else:
+            density.complete(cursor, cursor + width, answer if isinstance(answer, int) else CAP - 1, CAP)
         cursor, capped = cursor + width, None
 
 
