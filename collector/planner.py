@@ -147,6 +147,8 @@ class Density:
                 profile.lead = seen
             elif profile.past is not None and first > profile.last:
                 profile.past = seen
+            elif last <= profile.lead_from:
+                profile.prior = seen
         expected = (self.rate or 0.0) * whole
         # An answer far outside what the density predicts (Poisson, three deviations) is not noise: the
         # mail's pace has changed here, and what came before says nothing about it.

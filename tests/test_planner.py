@@ -90,6 +90,19 @@ def test_a_wrong_guess_before_the_records_is_dropped_after_one_quiet_answer() ->
     assert seconds(density.width(cursor, CAP, WINDOW, at(900) - cursor)) == 886 - seconds(first)
 
 
+def test_before_the_guessed_dense_time_the_searches_follow_the_mail_found_there() -> None:
+    """The mail before a newest-first answer's records was half a record a second, so the first search is
+    sized at that; it finds a tenth of it, and the next search there is sized by what it found."""
+    density = Density()
+    density.complete(at(-900), T0, 450, CAP)  # half a record a second before the capped answer
+    density.capped(T0, at(900), CAP, newest_first([at(886 + i / 7) for i in range(100)]))
+    first = seconds(density.width(T0, CAP, WINDOW, WINDOW))
+    assert first < 200, first  # about 87 records at half a second
+    density.complete(T0, at(first), 9, CAP)
+    cursor = at(first)
+    assert seconds(density.width(cursor, CAP, WINDOW, at(900) - cursor)) > 3 * first
+
+
 def test_records_listed_in_no_order_are_a_sample_not_the_newest_part() -> None:
     """The same capped answer, records in the window's last minute: listed newest first it kept the burst's
     end, which may have begun earlier, so the first search stops well before it; listed in no order it is a
