@@ -22,6 +22,9 @@ ONE_SECOND = timedelta(seconds=1)
 # How many standard deviations of a window's count (Poisson) to keep below result_cap: about one search in
 # ten comes back capped and is searched again, the cheapest balance against under-filled searches (measured).
 _Z = 1.3
+# How far (standard deviations) a search lengthened to save the plan a whole search stays under result_cap:
+# capped about one time in four, it saves one search in the other three.
+_Z_ALIGN = 0.5
 # A remainder this small (a share of the planned width) is searched with it rather than on its own: the
 # fuller search is capped now and then, which costs less than the extra search it saves.
 _TAIL = 0.1
@@ -30,9 +33,9 @@ _TAIL = 0.1
 _ALPHA = 0.25
 
 
-def target_fill(cap: int) -> float:
+def target_fill(cap: int, z: float = _Z) -> float:
     """The count to aim a search at: ``e`` with ``e + z * sqrt(e) = cap - 1``, at least one."""
-    root = (-_Z + math.sqrt(_Z * _Z + 4 * max(cap - 1, 1))) / 2
+    root = (-z + math.sqrt(z * z + 4 * max(cap - 1, 1))) / 2
     return max(1.0, root * root)
 
 
@@ -84,7 +87,7 @@ class Density:
             if self._resume else (widest, 0.0)
         if profile is None and floor is None and self._resume is None:
             seconds = widest if rate <= 0 else int(min(widest, target / rate))
-            return self._whole(max(1, seconds), widest, left_s, lambda width: rate, target)
+            return self._whole(max(1, seconds), widest, widest, left_s, lambda width: rate, (target, cap))
         offset = int((cursor - profile.start).total_seconds()) if profile is not None else 0
         length = profile.length if profile is not None else 0
         floored, floor_rate = (int((floor[0] - cursor).total_seconds()), floor[1]) if floor else (0, 0.0)
@@ -114,16 +117,25 @@ class Density:
         for width in range(min(widest, stop)):
             expected += expect(width)
             if expected >= target:
-                return self._whole(max(1, width), widest, left_s, expect, target)
+                return self._whole(max(1, width), widest, min(widest, stop), left_s, expect, (target, cap))
         return timedelta(seconds=max(1, min(widest, stop)))
 
     @staticmethod
-    def _whole(seconds: int, widest: int, left: int, expect: Callable[[int], float], target: float) -> timedelta:
-        """``seconds``, or all ``left`` seconds of the plan when only a sliver would remain, one that holds too
-        few records for a search of its own."""
-        rest = left - seconds
+    def _whole(seconds: int, widest: int, limit: int, left: int, expect: Callable[[int], float],
+               aims: tuple[float, int]) -> timedelta:
+        """``seconds``, or longer (up to ``limit``) where the rest of the plan then needs a search fewer: all
+        ``left`` seconds when only a sliver would remain, one that holds too few records for a search of its
+        own; or up to where the rest fits in one ``widest`` window fewer, when the mail after it is quiet enough
+        for the window's width to be what limits the rest, and the longer search is still likely to stay under
+        the cap (a burst's last piece ending where the quiet windows after it line up). ``aims`` is (the count
+        this search aims at, result_cap)."""
+        (target, cap), rest = aims, left - seconds
         if 0 < rest <= seconds * _TAIL and left <= widest and sum(map(expect, range(seconds, left))) <= target * _TAIL:
             return timedelta(seconds=left)
+        aligned = left - (math.ceil(rest / widest) - 1) * widest if rest > 0 else seconds
+        if seconds < aligned <= limit and expect(aligned) * widest < target \
+                and sum(map(expect, range(aligned))) <= target_fill(cap, _Z_ALIGN):
+            return timedelta(seconds=aligned)
         return timedelta(seconds=seconds)
 
     def complete(self, start: datetime, end: datetime, count: int, cap: int, received: Sequence[datetime] = ()) -> None:

@@ -168,6 +168,17 @@ def test_the_rest_of_a_burst_is_shared_evenly_up_to_where_the_quiet_mail_resumes
     assert 6 <= width <= 8, width  # 87 records' worth would be 12
 
 
+def test_a_bursts_last_piece_ends_where_the_quiet_windows_after_it_line_up() -> None:
+    """90 records left of a burst, then half an hour of quiet mail to the plan's end: one fuller search to the
+    burst's end, so that two windows cover the rest, rather than two half searches and a third window for the
+    few seconds that the first half leaves over."""
+    density = quiet()
+    records = [at(800 + 8.8 * i) for i in range(10)] + [at(888 + i / 7.5) for i in range(90)]
+    density.capped(T0, at(900), CAP, newest_first(records))
+    assert seconds(density.width(at(888), CAP, WINDOW, timedelta(seconds=12 + 1800))) == 12
+    assert seconds(density.width(at(888), CAP, WINDOW, timedelta(seconds=12 + 1700))) < 12  # two windows anyway
+
+
 def test_past_a_burst_found_blind_the_density_resumes_at_the_quiet_level() -> None:
     """A burst found by a capped answer is taken to end with its window: the search after it is wide again."""
     density = quiet()
