@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from collector.daemon import Collector
 from collector.answers import pace
+from collector.daemon import Collector
 from collector.planner import CapWatch, Density, target_fill
-from collector.simulator import MailFlow, Simulator
+from collector.simulator import MailFlow, MixedFlow, Simulator
 from tests.conftest import make_config
 
 T0 = datetime(2026, 11, 28, 9, tzinfo=timezone.utc)
@@ -312,3 +312,22 @@ def test_a_hidden_lower_cap_is_said_once_with_what_to_set(now: datetime, tmp_pat
     warned = [e for e in logs if e["event"] == "mimecast.answers_stop_below_result_cap"]
     assert [(e["size"], e["result_cap"]) for e in warned] == [(60, 100)], warned
     assert "set collection.result_cap to 60" in warned[0]["reason"]
+
+
+def test_the_poller_hands_each_complete_answer_s_received_times_to_the_estimate(now: datetime,
+                                                                               tmp_path: Path) -> None:
+    """A quarter hour of quiet mail whose last 40 seconds are a burst, read in one complete answer: the density
+    kept in the checkpoint is the burst's pace, which the next poll starts from, not the quarter hour's mean."""
+    quiet_mail = MailFlow(seed=3, start=now - timedelta(minutes=15), end=now - timedelta(seconds=40), count=20)
+    burst = MailFlow(seed=4, start=now - timedelta(seconds=40), end=now, count=110)
+    with Simulator(MixedFlow([quiet_mail, burst]), cap=100, clock=lambda: now) as sim:
+        c = Collector(make_config(sim, tmp_path, collection={"result_cap": 100, "window": "15m", "lag": "0s",
+                                                              "initial_lookback": "15m"}), registry=CollectorRegistry())
+        try:
+            (result,) = c.run_once(now=lambda: now)
+            density = c.state.watch("inbound").density
+        finally:
+            c.close()
+    assert result.ok and result.searches == 1 and len(sim.searches()) == 1
+    assert density is not None and density > 0.5, density  # about 1.5 a second; the mean is under 0.1
+
