@@ -51,17 +51,18 @@ def pace(offsets: Sequence[int], seconds: int) -> tuple[int, int]:
     pace (``_CHANGE``), as where a burst begins or ends.
     """
     n, best, split, before = len(offsets), _CHANGE, 0, 0
+    after = n
 
     def fit(k: int, s: int) -> float:
         return k * math.log(k / s) - k if k else 0.0
 
     one = fit(n, seconds)
-    for t in sorted({o for o in offsets} | {o + 1 for o in offsets}):
+    for t in sorted({*offsets, *(o + 1 for o in offsets)}):
         while before < n and offsets[before] < t:
             before += 1
         if 0 < t < seconds and (gain := fit(before, t) + fit(n - before, seconds - t) - one) > best:
-            best, split = gain, t
-    return n - sum(1 for o in offsets if o < split), seconds - split
+            best, split, after = gain, t, n - before
+    return after, seconds - split
 
 
 class Profile:
