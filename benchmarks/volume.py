@@ -15,6 +15,7 @@ six polls after a catch-up, counting searches per poll and how many of them star
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -32,11 +33,16 @@ from collector.config import load_config  # noqa: E402
 from collector.daemon import Collector  # noqa: E402
 from collector.logging import configure_logging  # noqa: E402
 from collector.simulator import ORDERS, Filter, MailFlow, MixedFlow, Simulator  # noqa: E402
-from collector.simulator.truth import ideal_searches  # noqa: E402
+from collector.simulator.truth import ideal_searches, match_share  # noqa: E402
 
 FLT = Filter(to="example.com")
-MATCH = 0.54  # share of the simulator's messages that match to: example.com
 SPAN = timedelta(hours=1)
+
+
+@functools.cache
+def share() -> float:
+    """The share of the simulator's messages that match the watch (to: example.com), about two in five."""
+    return match_share(FLT)
 
 
 def flow_for(now: datetime, per_minute: int, burst: int, span: timedelta, variant: int = 0) -> MixedFlow:
@@ -46,10 +52,10 @@ def flow_for(now: datetime, per_minute: int, burst: int, span: timedelta, varian
     """
     seed = per_minute + 100_003 * variant
     flows = [MailFlow(seed=seed, start=now - span, end=now + timedelta(hours=1),
-                      count=max(1, int(per_minute * (span + timedelta(hours=1)).total_seconds() / 60 / MATCH)))]
+                      count=max(1, int(per_minute * (span + timedelta(hours=1)).total_seconds() / 60 / share())))]
     if burst:
         flows.append(MailFlow(seed=seed + 7, start=now - timedelta(minutes=31),
-                              end=now - timedelta(minutes=30), count=int(burst / MATCH)))
+                              end=now - timedelta(minutes=30), count=int(burst / share())))
     return MixedFlow(flows)
 
 

@@ -15,7 +15,8 @@ from structlog.testing import capture_logs
 from collector.answers import pace
 from collector.daemon import Collector
 from collector.planner import CapWatch, Density, target_fill
-from collector.simulator import MailFlow, MixedFlow, Simulator
+from collector.simulator import Filter, MailFlow, MixedFlow, Simulator
+from collector.simulator.truth import match_share
 from tests.conftest import make_config
 
 T0 = datetime(2026, 11, 28, 9, tzinfo=timezone.utc)
@@ -301,7 +302,8 @@ def test_answers_that_keep_stopping_at_one_size_over_new_time_are_said_once() ->
 def test_a_hidden_lower_cap_is_said_once_with_what_to_set(now: datetime, tmp_path: Path) -> None:
     """Against a Mimecast that stops every answer at 60 records while result_cap says 100, a catch-up at 100
     matching messages a minute over two hours warns once, with the size it saw and the setting to change."""
-    flow = MailFlow(seed=5, start=now - timedelta(hours=2), end=now, count=int(100 * 120 / 0.54))
+    per_hour = 100 * 60 / match_share(Filter(to="example.com"))
+    flow = MailFlow(seed=5, start=now - timedelta(hours=2), end=now, count=int(2 * per_hour))
     with Simulator(flow, cap=60, clock=lambda: now) as sim, capture_logs() as logs:
         c = Collector(make_config(sim, tmp_path, collection={"result_cap": 100, "window": "15m", "lag": "0s",
                                                               "initial_lookback": "2h"}), registry=CollectorRegistry())

@@ -12,13 +12,17 @@ from prometheus_client import CollectorRegistry
 
 from collector.daemon import Collector
 from collector.simulator import ORDERS, Filter, MailFlow, MixedFlow, Simulator
-from collector.simulator.truth import ideal_searches
+from collector.simulator.truth import ideal_searches, match_share
 from tests.conftest import make_config
 
 FLT = Filter(to="example.com")
 SPAN = timedelta(hours=1)
-# About 54% of the simulator's messages match the watch (to: example.com).
-_MATCH = 0.54
+
+
+@pytest.fixture(scope="module")
+def share() -> float:
+    """The share of the simulator's messages that match the watch (to: example.com), about two in five."""
+    return match_share(FLT)
 
 
 def span_for(per_minute: int) -> timedelta:
@@ -26,14 +30,14 @@ def span_for(per_minute: int) -> timedelta:
     return SPAN if per_minute < 3000 else timedelta(minutes=20)
 
 
-def flow_at(now: datetime, per_minute: int, *, burst: int = 0) -> MixedFlow:
+def flow_at(now: datetime, per_minute: int, share: float, *, burst: int = 0) -> MixedFlow:
     """``per_minute`` matching messages a minute over the last hour, plus ``burst`` in one minute of it."""
     span = span_for(per_minute)
     flows = [MailFlow(seed=per_minute, start=now - span, end=now,
-                      count=max(1, int(per_minute * span.total_seconds() / 60 / _MATCH)))]
+                      count=max(1, int(per_minute * span.total_seconds() / 60 / share)))]
     if burst:
         flows.append(MailFlow(seed=per_minute + 7, start=now - timedelta(minutes=31), end=now - timedelta(minutes=30),
-                              count=int(burst / _MATCH)))
+                              count=int(burst / share)))
     return MixedFlow(flows)
 
 
@@ -60,11 +64,11 @@ def catch_up(flow: MixedFlow, now: datetime, tmp_path: Path, order: str, **colle
 @pytest.mark.volume
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize(("per_minute", "burst"), [(1, 0), (100, 0), (1000, 0), (3000, 0), (1, 500)])
-def test_every_density_and_order_ships_exactly_the_ground_truth(now: datetime, tmp_path: Path, per_minute: int,
-                                                                burst: int, order: str) -> None:
+def test_every_density_and_order_ships_exactly_the_ground_truth(now: datetime, tmp_path: Path, share: float,
+                                                                per_minute: int, burst: int, order: str) -> None:
     """At 1 to 3,000 matching messages a minute, and with a burst of 500 in one minute of a quiet hour, each
     answer order gives exactly the simulator's ground truth, nothing truncated, near the fewest searches."""
-    flow = flow_at(now, per_minute, burst=burst)
+    flow = flow_at(now, per_minute, share, burst=burst)
     span = span_for(per_minute)
     c, sim, got = catch_up(flow, now, tmp_path, order, initial_lookback=f"{int(span.total_seconds() // 60)}m")
     truth = flow.ground_truth(FLT, now - span, now, now)
@@ -79,20 +83,20 @@ def test_every_density_and_order_ships_exactly_the_ground_truth(now: datetime, t
 
 @pytest.mark.parametrize("order", ORDERS)
 def test_a_dense_second_on_a_window_boundary_is_neither_repeated_nor_lost(now: datetime, tmp_path: Path,
-                                                                         order: str) -> None:
+                                                                         share: float, order: str) -> None:
     """Sixty messages in one second, surrounded by dense mail, force capped answers around that second."""
     second = now - timedelta(minutes=20)
-    flow = MixedFlow([MailFlow(seed=11, start=now - SPAN, end=now, count=int(150 * 60 / _MATCH)),
-                      MailFlow(seed=12, start=second, end=second + timedelta(seconds=1), count=int(60 / _MATCH))])
+    flow = MixedFlow([MailFlow(seed=11, start=now - SPAN, end=now, count=int(150 * 60 / share)),
+                      MailFlow(seed=12, start=second, end=second + timedelta(seconds=1), count=int(60 / share))])
     _c, sim, got = catch_up(flow, now, tmp_path, order)
     truth = flow.ground_truth(FLT, now - SPAN, now, now)
     assert set(got) == truth and max(got.values()) == 1
     assert any(r.status == 200 for r in sim.searches())
 
 
-def test_an_end_inclusive_api_still_ships_each_record_once(now: datetime, tmp_path: Path) -> None:
+def test_an_end_inclusive_api_still_ships_each_record_once(now: datetime, tmp_path: Path, share: float) -> None:
     """If Mimecast counted ``end`` as part of a window, the boundary second is answered twice: dropped as repeats."""
-    flow = flow_at(now, 200)
+    flow = flow_at(now, 200, share)
     with Simulator(flow, cap=100, clock=lambda: now) as sim:
         sim.end_inclusive = True
         c = Collector(make_config(sim, tmp_path, collection={"result_cap": 100, "window": "15m", "lag": "0s",
@@ -104,11 +108,12 @@ def test_an_end_inclusive_api_still_ships_each_record_once(now: datetime, tmp_pa
     assert result.duplicates > 0, "the boundary seconds were answered twice and dropped"
 
 
-def test_a_second_that_holds_result_cap_alone_is_shipped_truncated_and_said(now: datetime, tmp_path: Path) -> None:
+def test_a_second_that_holds_result_cap_alone_is_shipped_truncated_and_said(now: datetime, tmp_path: Path,
+                                                                          share: float) -> None:
     """Only a single second at the cap is truncated: counted, warned once per poll, the rest complete."""
     second = now - timedelta(minutes=10)
     flow = MixedFlow([MailFlow(seed=21, start=now - SPAN, end=now, count=600),
-                      MailFlow(seed=22, start=second, end=second + timedelta(seconds=1), count=int(150 / _MATCH))])
+                      MailFlow(seed=22, start=second, end=second + timedelta(seconds=1), count=int(150 / share))])
     c, _sim, got = catch_up(flow, now, tmp_path, "oldest")
     truth = flow.ground_truth(FLT, now - SPAN, now, now)
     value = c.metrics.registry.get_sample_value

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from collector.simulator.flow import Filter
+from collector.simulator.flow import Filter, MailFlow
 
-__all__ = ["ideal_searches"]
+__all__ = ["ideal_searches", "match_share"]
+
+
+def match_share(flt: Filter, samples: int = 20_000) -> float:
+    """The share of the simulator's messages that ``flt`` matches, counted over ``samples`` of them: what a
+    flow of N messages a minute gives a watch, so that a benchmark or test can ask for N matching a minute."""
+    start = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    flow = MailFlow(seed=0, start=start, end=start + timedelta(seconds=samples), count=samples)
+    return sum(flt.matches(m) for m in flow.between(flow.start, flow.end)) / samples
 
 
 def ideal_searches(flow: Any, flt: Filter, start: datetime, end: datetime, at: datetime, *, cap: int,
