@@ -154,7 +154,9 @@ class Density:
                 profile.found(count, shown)
             zone = profile.lead * max(min(last, profile.first) - max(first, profile.lead_from), 0)
             if count < target_fill(cap) / 4 <= zone / 2:
-                profile.lead_from = profile.first  # the guess was wrong: the dense part starts with the records
+                # The guess was wrong: the dense part starts between this search's end and the records. Guessing
+                # it at the records bets the whole gap on one search, capped if the burst began early in it.
+                profile.lead_from = (last + profile.first) // 2
             elif profile.lead_from <= first and last <= profile.first:
                 profile.lead = seen
             elif profile.past is not None and first > profile.last:
