@@ -49,6 +49,9 @@ class Density:
     def __init__(self, rate: float | None = None) -> None:
         self.rate = rate if rate is not None and math.isfinite(rate) and rate >= 0 else None
         self._profile: Profile | None = None
+        # The profiles of earlier capped answers whose windows reach past the current one's, oldest first: past
+        # its end, the records they show still say where the mail is dense (a burst found from its end inwards).
+        self._outer: list[Profile] = []
         # After a fluctuation: (end, density) of the capped window, which its re-search must be sized by.
         self._floor: tuple[datetime, float] | None = None
         self._measured = self.rate is not None
@@ -77,6 +80,7 @@ class Density:
         widest, left_s = max(1, int(min(window, left).total_seconds())), int(left.total_seconds())
         if self._profile is not None and cursor >= self._profile.end:
             self._profile = None
+        self._outer = [outer for outer in self._outer if cursor < outer.end]
         if self._resume is not None and cursor >= self._resume[0]:
             self.rate, self._resume, self._evidence = self._resume[1], None, None
         target, rate = target_fill(cap), self.rate or 0.0
@@ -85,16 +89,22 @@ class Density:
         profile, floor = self._profile, self._floor
         resumed, resume_rate = (int((self._resume[0] - cursor).total_seconds()), self._resume[1]) \
             if self._resume else (widest, 0.0)
-        if profile is None and floor is None and self._resume is None:
+        if profile is None and floor is None and self._resume is None and not self._outer:
             seconds = widest if rate <= 0 else int(min(widest, target / rate))
             return self._whole(max(1, seconds), widest, widest, left_s, lambda width: rate, (target, cap))
         offset = int((cursor - profile.start).total_seconds()) if profile is not None else 0
         length = profile.length if profile is not None else 0
         floored, floor_rate = (int((floor[0] - cursor).total_seconds()), floor[1]) if floor else (0, 0.0)
 
+        outers = [(outer, int((cursor - outer.start).total_seconds())) for outer in reversed(self._outer)]
+
         def expect(width: int) -> float:
             """The records expected in the second ``width`` seconds after ``cursor``."""
             second = offset + width
+            if profile is None or second >= length:
+                for outer, at in outers:
+                    if outer.covers(at + width) and at + width < outer.length:
+                        return outer.at(at + width)
             if profile is not None and second < length:
                 if profile.covers(second):
                     return profile.at(second)
@@ -201,6 +211,9 @@ class Density:
             self._profile = profile if profile is not None and not profile.sample else None
             return
         self._floor, self._measured, self._prior, self._evidence = None, False, prior, None
+        self._outer = [outer for outer in self._outer if end < outer.end]
+        if self._profile is not None and not self._profile.sample and end < self._profile.end:
+            self._outer.append(self._profile)
         self._profile = profile
         if prior is not None and (self._resume is None or self._resume[0] < end):
             self._resume = (end, prior)

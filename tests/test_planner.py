@@ -93,6 +93,19 @@ def test_a_wrong_guess_before_the_records_moves_half_way_to_them() -> None:
     assert (first + 886) // 2 < end < 886, (first, end)
 
 
+def test_past_a_capped_answer_inside_another_the_records_the_outer_one_showed_still_count() -> None:
+    """A burst found from its end inwards: the first capped answer showed its last 100 records (886 to 900 s),
+    a capped search inside showed 100 more (856 to 870 s). Past 870 s a lull measured 0.5 a second, but the
+    next search still stops short of the 100 records at 886 s instead of running on at the lull's pace."""
+    density = quiet()
+    density.capped(T0, at(900), CAP, newest_first([at(886 + i / 7) for i in range(100)]))
+    density.capped(T0, at(870), CAP, newest_first([at(856 + i / 7) for i in range(100)]))
+    density.complete(T0, at(856), 10, CAP)
+    density.complete(at(856), at(870), 99, CAP)
+    density.complete(at(870), at(880), 5, CAP)  # a lull: the pace restarts at half a record a second
+    assert seconds(density.width(at(880), CAP, WINDOW, at(1800) - at(880))) < 20
+
+
 def test_before_the_guessed_dense_time_the_searches_follow_the_mail_found_there() -> None:
     """The mail before a newest-first answer's records was half a record a second, so the first search is
     sized at that; it finds a tenth of it, and the next search there is sized by what it found."""
