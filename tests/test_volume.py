@@ -61,6 +61,15 @@ def catch_up(flow: MixedFlow, now: datetime, tmp_path: Path, order: str, **colle
         return c, sim, shipped(tmp_path / "out.ndjson")
 
 
+def test_a_flow_asked_for_n_matching_messages_a_minute_holds_n(now: datetime, share: float) -> None:
+    """The densities the tests and the benchmark name are the watch's matching messages, not all the mail."""
+    held = len(flow_at(now, 100, share).ground_truth(FLT, now - SPAN, now, now))
+    assert 5_800 < held < 6_200, held  # 100 a minute for an hour, within three Poisson deviations
+    minute = now - timedelta(minutes=31), now - timedelta(minutes=30)
+    burst = flow_at(now, 1, share, burst=500).ground_truth(FLT, *minute, now)
+    assert 430 < len(burst) < 570, len(burst)
+
+
 @pytest.mark.volume
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize(("per_minute", "burst"), [(1, 0), (100, 0), (1000, 0), (3000, 0), (1, 500)])
