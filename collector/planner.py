@@ -103,7 +103,7 @@ class Density:
             second = offset + width
             if profile is None or second >= length:
                 for outer, at in outers:
-                    if outer.covers(at + width) and at + width < outer.length:
+                    if outer.covers(at + width):
                         return outer.at(at + width)
             if profile is not None and second < length:
                 if profile.covers(second):
