@@ -31,6 +31,9 @@ __all__ = ["Bucket", "Credentials", "Fault", "Recorded", "Simulator", "SEARCH_PA
 _DATE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
                    r"\d{4} \d{2}:\d{2}:\d{2} UTC$")
 _SEARCH_DATE = "%Y-%m-%dT%H:%M:%S%z"
+# serve_forever notices a stop only between polls of its socket: at its default half second, every stop
+# (each test's simulator, the end of `demo`) waited that long for nothing.
+_STOP_POLL_S = 0.05
 
 
 class _Server(ThreadingHTTPServer):
@@ -110,7 +113,8 @@ class Simulator:
 
     def start(self) -> Simulator:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="simulator", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": _STOP_POLL_S},
+                                        name="simulator", daemon=True)
         self._thread.start()
         return self
 
