@@ -34,10 +34,10 @@ def flow_at(now: datetime, per_minute: int, share: float, *, burst: int = 0) -> 
     """``per_minute`` matching messages a minute over the last hour, plus ``burst`` in one minute of it."""
     span = span_for(per_minute)
     flows = [MailFlow(seed=per_minute, start=now - span, end=now,
-                      count=max(1, int(per_minute * span.total_seconds() / 60 / share)))]
+                      count=max(1, int(per_minute * span.total_seconds() / 60 / share)), cache=True)]
     if burst:
         flows.append(MailFlow(seed=per_minute + 7, start=now - timedelta(minutes=31), end=now - timedelta(minutes=30),
-                              count=int(burst / share)))
+                              count=int(burst / share), cache=True))
     return MixedFlow(flows)
 
 
