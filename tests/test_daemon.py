@@ -276,8 +276,9 @@ def test_reload_without_a_running_collector_says_so(steady: Simulator, tmp_path:
     cfg = write_config(tmp_path, config_dict(steady, tmp_path))
     result = run_cli("reload", "-c", str(cfg))
     assert result.returncode == 1 and "no collector is running" in result.stderr
-    sleeper = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGHUP, "
-                                "lambda *a: exit(7)); time.sleep(30)"])
-    time.sleep(0.5)
-    assert run_cli("reload", "--pid", str(sleeper.pid)).returncode == 0
-    assert sleeper.wait(timeout=10) == 7
+    with subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGHUP, "
+                           "lambda *a: exit(7)); print('ready', flush=True); time.sleep(30)"],
+                          stdout=subprocess.PIPE, text=True) as sleeper:
+        assert sleeper.stdout is not None and sleeper.stdout.readline() == "ready\n", "the handler is installed"
+        assert run_cli("reload", "--pid", str(sleeper.pid)).returncode == 0
+        assert sleeper.wait(timeout=10) == 7
