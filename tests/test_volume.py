@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from collector.daemon import Collector
 from collector.simulator import ORDERS, Filter, MailFlow, MixedFlow, Simulator
 from collector.simulator.truth import ideal_searches, match_share
-from tests.conftest import make_config
+from tests.conftest import make_config, utcnow
 
 FLT = Filter(to="example.com")
 SPAN = timedelta(hours=1)
@@ -30,6 +32,7 @@ def span_for(per_minute: int) -> timedelta:
     return SPAN if per_minute < 3000 else timedelta(minutes=20)
 
 
+@lru_cache(maxsize=1)
 def flow_at(now: datetime, per_minute: int, share: float, *, burst: int = 0) -> MixedFlow:
     """``per_minute`` matching messages a minute over the last hour, plus ``burst`` in one minute of it."""
     span = span_for(per_minute)
@@ -39,6 +42,16 @@ def flow_at(now: datetime, per_minute: int, share: float, *, burst: int = 0) -> 
         flows.append(MailFlow(seed=per_minute + 7, start=now - timedelta(minutes=31), end=now - timedelta(minutes=30),
                               count=int(burst / share), cache=True))
     return MixedFlow(flows)
+
+
+@pytest.fixture(name="now", scope="module")
+def _now() -> Iterator[datetime]:
+    """One moment for the module, so that a density's flow is generated once for its three answer orders.
+
+    Every test here stops the simulator's and the collector's clocks at ``now``; none reads the real time.
+    """
+    yield utcnow()
+    flow_at.cache_clear()
 
 
 def shipped(path: Path) -> Counter[tuple[str, str]]:
