@@ -26,7 +26,7 @@ AUTH = {"type": "oauth2", "client_id": "collector", "client_secret": "s3cret-val
 
 def trickle_config(tmp_path: Path, server: Trickle | HandshakeTrickle, **mimecast: Any) -> Path:
     data = {
-        "mimecast": {"base_url": server.base_url, "auth": AUTH, "timeout": "1s", "retries": 1,
+        "mimecast": {"base_url": server.base_url, "auth": AUTH, "timeout": "2s", "retries": 1,
                      "backoff_initial": "0s", "backoff_max": "0s", **mimecast},
         "collection": {"interval": "10s", "lag": "0s", "initial_lookback": "5m",
                        "state_file": str(tmp_path / "s.json")},
@@ -47,7 +47,7 @@ def log_lines(text: str) -> list[dict[str, Any]]:
 ])
 def test_once_against_a_trickling_server_ends_at_its_deadline(tmp_path: Path, phase: str, what: str,
                                                               https: bool) -> None:
-    """A server that never finishes its answer, a byte every 0.25 s: each attempt ends at its 1 s deadline.
+    """A server that never finishes its answer, a byte every 0.25 s: each attempt ends at its 2 s deadline.
 
     Without the total deadline requests' per-read timeout never trips and ``once`` waits for the whole
     two-minute trickle, past this test's limit.
@@ -60,11 +60,11 @@ def test_once_against_a_trickling_server_ends_at_its_deadline(tmp_path: Path, ph
         result = run_cli("once", "-c", str(trickle_config(tmp_path, server, **extra)), timeout=40)
         took = time.monotonic() - began
     assert result.returncode == 1, result.stderr
-    assert f"FAILED (timeout: {what} timed out after 1s)" in result.stderr
+    assert f"FAILED (timeout: {what} timed out after 2s)" in result.stderr
     retries = [e for e in log_lines(result.stderr) if e["event"] == "mimecast.retry"]
     assert [(e["error_type"], e["attempt"]) for e in retries] == [("timeout", 1)]
     assert len(server.trickled) == 2, "retries: 1 means two attempts, each cut at its deadline"
-    print(f"once against a trickling {phase}: {took:.1f}s for 2 attempts of timeout 1s")
+    print(f"once against a trickling {phase}: {took:.1f}s for 2 attempts of timeout 2s")
 
 
 def test_a_tls_handshake_that_never_finishes_ends_at_the_deadline(tmp_path: Path) -> None:
@@ -75,7 +75,7 @@ def test_a_tls_handshake_that_never_finishes_ends_at_the_deadline(tmp_path: Path
     with HandshakeTrickle(every=0.25, limit=120) as server:
         result = run_cli("once", "-c", str(trickle_config(tmp_path, server)), timeout=40)
     assert result.returncode == 1, result.stderr
-    assert "FAILED (timeout: token request timed out after 1s)" in result.stderr
+    assert "FAILED (timeout: token request timed out after 2s)" in result.stderr
     assert server.connections == 2
 
 
