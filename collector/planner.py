@@ -101,10 +101,6 @@ class Density:
         def expect(width: int) -> float:
             """The records expected in the second ``width`` seconds after ``cursor``."""
             second = offset + width
-            if profile is None or second >= length:
-                for outer, at in outers:
-                    if outer.covers(at + width):
-                        return outer.at(at + width)
             if profile is not None and second < length:
                 if profile.covers(second):
                     return profile.at(second)
@@ -113,6 +109,9 @@ class Density:
                 # Past a cut last record, as dense as at the cut; past the last record of a sample, the rate.
                 base = rate if profile.past is None else profile.past
             else:
+                for outer, at in outers:
+                    if outer.covers(at + width):
+                        return outer.at(at + width)
                 base = resume_rate if width >= resumed else rate
             return max(base, floor_rate) if width < floored else base
 
