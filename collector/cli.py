@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
 
 from collector import __version__
 from collector.config import Config, load_config
 from collector.config import default_config_path, format_duration
-from collector.errors import ConfigError, StateCorruptError, StateError
+from collector.errors import CollectorError, ConfigError, StateCorruptError
 from collector.search import add_search_parser, run_search
 from collector.simulate import add_simulator_parser, run_simulator
 
@@ -21,12 +22,32 @@ EX_CONFIG = 78
 EX_DATAERR = 65
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a wrong option is one line and exit 78 like every other invalid setting."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line and exit 78."""
+        self.exit(EX_CONFIG, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _count(most: int) -> Callable[[str], int]:
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 1 <= value <= most:
+            raise argparse.ArgumentTypeError(f"{value} is out of range (1 to {most})")
+        return value
+    return check
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
-    parser = argparse.ArgumentParser(prog="mimecast-collector",
+    parser = _Parser(prog="mimecast-collector",
                                      description="Ship Mimecast message tracking to syslog or files as ECS or CEF.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("-c", "--config", type=Path, default=None,
                         help="configuration file (default: $MIMECAST_COLLECTOR_CONFIG, "
                              "else /etc/mimecast-collector/config.yaml)")
@@ -39,14 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", parents=[common], help="check state, outputs, credentials and a tiny search per watch")
     reload = sub.add_parser("reload", parents=[common],
                             help="make a running collector reopen its output files (after log rotation)")
-    reload.add_argument("--pid", type=int, help="the collector's process id (default: the one holding the state)")
+    # 0 and negative numbers would signal a whole process group, or every process there is.
+    reload.add_argument("--pid", type=_count(2**22), help="the collector's process id (default: the one holding the state)")
     once = sub.add_parser("once", parents=[common], help="poll every watch once, then exit (non-zero if any failed)")
     once.add_argument("--watch", action="append", help="only this watch (repeatable)")
     demo = sub.add_parser("demo", help="run the real pipeline against the built-in simulator, no setup needed")
     demo.add_argument("-c", "--config", type=Path, default=None,
                       help="take watches and outputs from this file (mimecast and state are the demo's)")
     demo.add_argument("--format", choices=("ecs", "cef", "raw"), default="ecs", help="event format on stdout")
-    demo.add_argument("--messages", type=int, default=800, help="messages in the simulated mail flow")
+    demo.add_argument("--messages", type=_count(100_000), default=800, help="messages in the simulated mail flow")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated mail flow")
     add_search_parser(sub, common)
     add_simulator_parser(sub)
@@ -105,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StateCorruptError as exc:
         print(f"mimecast-collector: {exc}", file=sys.stderr)
         return EX_DATAERR
-    except StateError as exc:
+    except CollectorError as exc:  # a runtime condition found after the configuration passed: one line
         print(f"mimecast-collector: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from collector import __version__
 from collector.config import Config
+from collector.errors import CollectorError, ConfigError
 from collector.formats import build_formatter
 from collector.metrics import Metrics, serve_metrics
 from collector.mimecast.client import MimecastClient
@@ -124,7 +126,7 @@ class Collector:
         from collector.scheduler import build_scheduler  # APScheduler is needed only by the daemon
 
         listen = self.config.metrics.listen
-        server = serve_metrics(self.metrics, *listen) if listen else None
+        server = _serve(self.metrics, listen) if listen else None
         scheduler = build_scheduler(self.pollers, self.config.collection.interval.total_seconds(), self.metrics,
                                     tracker=self.tracker, stop=self.stop)
         try:
@@ -173,6 +175,27 @@ class Collector:
 
     def _reopen(self, signum: int, frame: FrameType | None) -> None:
         self.pipeline.request_reopen()
+
+
+def _serve(metrics: Metrics, listen: tuple[str, int]) -> Any:
+    """The metrics endpoint on ``listen``; a port in use is a runtime error, any other refusal a config one.
+
+    Raises:
+        CollectorError: the port is in use (exit 1: it may be free after a restart).
+        ConfigError: the host does not resolve, is not an address of this machine, or the port is privileged.
+    """
+    host, port = listen
+    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    try:
+        return serve_metrics(metrics, host, port)
+    except socket.gaierror as exc:
+        raise ConfigError([f"metrics.listen: cannot resolve {host!r} ({exc.strerror}); give an address of this "
+                           "machine, e.g. 127.0.0.1:9464"]) from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CollectorError(f"metrics.listen: {where} is already in use by another process; stop it or "
+                                 "choose another port") from None
+        raise ConfigError([f"metrics.listen: cannot listen on {where} ({exc.strerror or exc})"]) from None
 
 
 def _iso(value: datetime) -> str:

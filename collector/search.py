@@ -80,7 +80,7 @@ def resolve_span(args: argparse.Namespace, now: datetime, lag: timedelta) -> Spa
             if option == "end":
                 end = floor_second(_time(text))
             elif option == "since":
-                start = floor_second(now) - parse_duration(text)
+                start = floor_second(now) - min(parse_duration(text), RETENTION)  # longer is refused below
             else:
                 start = floor_second(_time(text))
         except ValueError as exc:
@@ -254,7 +254,10 @@ def _time(text: str) -> datetime:
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00: no such UTC time
+        raise ValueError(f"{text.strip()!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def _iso(value: datetime) -> str:

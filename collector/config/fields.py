@@ -98,9 +98,9 @@ def _duration(lo: str, hi: str, typed: type) -> Callable[[Any, ValidationInfo], 
         try:
             parsed = parse_duration(value)
         except ValueError as exc:
+            if re.fullmatch(_DURATION_SCHEMA["pattern"], value):  # well-formed, but too long for any timedelta
+                raise problem(f"{value} is out of range ({lo} to {hi})") from None
             raise problem(str(exc)) from None
-        except OverflowError:
-            raise problem(f"{value} is out of range ({lo} to {hi})") from None
         if not parse_duration(lo) <= parsed <= parse_duration(hi):
             raise problem(f"{value} is out of range ({lo} to {hi})")
         return parsed if typed is timedelta else parsed.total_seconds()
@@ -290,7 +290,7 @@ def _listen(value: Any) -> tuple[str, int] | None:
     if value is None or isinstance(value, tuple):
         return value
     match = re.fullmatch(r"\[?([^\]]*?)\]?:(\d{1,5})", str(value))
-    if not match or not match.group(1) or not 0 <= int(match.group(2)) <= 65535:
+    if not match or not match.group(1) or not 1 <= int(match.group(2)) <= 65535:
         raise problem(f"{value!r} is not host:port (e.g. 127.0.0.1:9464), or null to disable")
     return match.group(1), int(match.group(2))
 

@@ -122,8 +122,11 @@ def parse_duration(text: str) -> timedelta:
     compact = text.strip()
     if not compact or _DURATION_PART.sub("", compact):
         raise ValueError(f"{text!r} is not a duration like 90s, 5m, 1h or 30d")
-    seconds = sum(int(n) * _UNIT[u] for n, u in _DURATION_PART.findall(compact))
-    return timedelta(seconds=seconds)
+    try:
+        seconds = sum(int(n) * _UNIT[u] for n, u in _DURATION_PART.findall(compact))
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError):  # past timedelta's 999999999 days, or more digits than int() reads
+        raise ValueError(f"{text!r} is too long (at most {timedelta.max.days} days)") from None
 
 
 def format_duration(value: timedelta) -> str:
