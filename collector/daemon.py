@@ -6,6 +6,7 @@ import errno
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,8 +31,8 @@ from collector.watchdog import PollTracker, Stall, bounds_for
 
 __all__ = ["Collector", "sd_notify", "stopping_on_signals"]
 
-# How long SIGTERM waits for the running chunks before giving up (systemd's default stop timeout is 90 s).
-_SHUTDOWN_GRACE_S = 60.0
+# The exit status when shutdown_timeout passes with a poll or an output still blocked (EX_TEMPFAIL).
+EX_STOP_TIMEOUT = 75
 # How often the daemon looks for stalled polls (and pings systemd, more often if it asks for that).
 _CHECK_EVERY_S = 5.0
 
@@ -94,6 +95,7 @@ class Collector:
             raise
         self.client = MimecastClient(config.mimecast, metrics=self.metrics, stop=self.stop)
         self.tracker = PollTracker(bounds_for(config))
+        self._deadline = _StopDeadline(self.log, self.tracker, [w.name for w in config.watches])
         for w in config.watches:
             self.metrics.poll_running.labels(w.name).set_function(lambda n=w.name: self.tracker.running_for(n))
         self.pollers = [
@@ -104,10 +106,13 @@ class Collector:
         ]
 
     def close(self) -> None:
-        """Close outputs, the client and the checkpoint lock."""
-        self.pipeline.close()
-        self.client.close()
-        self.state.close()
+        """Close outputs, the client and the checkpoint lock (then a pending shutdown deadline is moot)."""
+        try:
+            self.pipeline.close()
+            self.client.close()
+            self.state.close()
+        finally:
+            self._deadline.cancel()
 
     def run_once(self, watches: Sequence[str] | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> list[CycleResult]:
@@ -146,7 +151,8 @@ class Collector:
                         sd_notify("WATCHDOG=1")
                 sd_notify("STOPPING=1\nSTATUS=finishing the current chunks")
                 self.log.info("collector.stopping", reason="signal")
-                _shutdown(scheduler, _SHUTDOWN_GRACE_S, self.log)
+                self._deadline.arm(self.config.collection.shutdown_timeout.total_seconds())
+                scheduler.shutdown(wait=True)
         finally:
             if server is not None:
                 server.shutdown()
@@ -232,14 +238,50 @@ def _watchdog_interval() -> float | None:
     return int(usec) / 2_000_000
 
 
-def _shutdown(scheduler: Any, grace: float, log: Any) -> None:
-    done = threading.Event()
+class _StopDeadline:
+    """Ends the process when a shutdown outlives its timeout, whatever a poll or an output is blocked in.
 
-    def wait_for_jobs() -> None:
-        scheduler.shutdown(wait=True)
-        done.set()
+    A blocked ``write`` (a FIFO whose reader stopped, a hung mount) cannot be interrupted from another
+    thread, and the scheduler's threads are not daemon threads, so without this the process would never
+    exit. Nothing is lost by leaving: a chunk is committed only after every output took it, so the
+    blocked chunk is searched and delivered again at the next start, as after a crash.
+    """
 
-    threading.Thread(target=wait_for_jobs, name="shutdown", daemon=True).start()
-    if not done.wait(grace):
-        log.error("collector.shutdown_timeout", grace_s=grace,
-                  reason="a poll did not finish in time; its chunk was not committed and will be retried")
+    def __init__(self, log: Any, tracker: PollTracker, watches: Sequence[str]) -> None:
+        self._log, self._tracker, self._watches = log, tracker, watches
+        self._done = threading.Event()
+
+    def arm(self, timeout_s: float) -> None:
+        """Start counting ``timeout_s`` seconds; :meth:`cancel` before then, or the process exits 75."""
+        threading.Thread(target=self._wait, args=(timeout_s,), name="stop-deadline", daemon=True).start()
+
+    def cancel(self) -> None:
+        """The shutdown finished: the deadline no longer applies."""
+        self._done.set()
+
+    def _wait(self, timeout_s: float) -> None:
+        if self._done.wait(timeout_s):
+            return
+        running = {w: round(self._tracker.running_for(w), 1) for w in self._watches if self._tracker.running_for(w)}
+        self._log.error("collector.shutdown_timeout", timeout_s=timeout_s, exit_status=EX_STOP_TIMEOUT,
+                        polls_running_s=running, blocked_in=_blocked_in(),
+                        reason="a poll or an output did not finish in time; exiting anyway: nothing past the "
+                               "checkpoint was committed, so the next start delivers the unfinished chunk")
+        sys.stderr.flush()
+        os._exit(EX_STOP_TIMEOUT)
+
+
+def _blocked_in() -> list[str]:
+    """Where each other thread is, as ``thread: file:line function`` of its innermost collector frame."""
+    found = []
+    for ident, frame in sys._current_frames().items():
+        if ident == threading.get_ident():
+            continue
+        name = next((t.name for t in threading.enumerate() if t.ident == ident), str(ident))
+        inner = frame
+        while inner is not None and f"{os.sep}collector{os.sep}" not in inner.f_code.co_filename:
+            inner = inner.f_back
+        if inner is not None:
+            where = inner.f_code.co_filename.rpartition(f"{os.sep}collector{os.sep}")[2]
+            found.append(f"{name}: collector/{where}:{inner.f_lineno} {inner.f_code.co_name}")
+    return sorted(found)

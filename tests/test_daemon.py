@@ -282,3 +282,42 @@ def test_reload_without_a_running_collector_says_so(steady: Simulator, tmp_path:
         assert sleeper.stdout is not None and sleeper.stdout.readline() == "ready\n", "the handler is installed"
         assert run_cli("reload", "--pid", str(sleeper.pid)).returncode == 0
         assert sleeper.wait(timeout=10) == 7
+
+
+def test_sigterm_with_an_output_blocked_in_write_exits_within_the_shutdown_timeout(
+        steady: Simulator, tmp_path: Path, now: datetime) -> None:
+    """A FIFO output whose reader stopped reading blocks a poll in write(): SIGTERM still ends the process
+    within collection.shutdown_timeout, exit 75, saying where it was blocked; the next start delivers it all."""
+    fifo = tmp_path / "stalled.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    out = tmp_path / "out.ndjson"
+    outputs = [{"name": "archive", "format": "raw", "sink": {"type": "file", "path": str(out)}},
+               {"name": "pipe", "format": "raw", "sink": {"type": "file", "path": str(fifo)}}]
+    cfg = write_config(tmp_path, config_dict(steady, tmp_path, outputs=outputs,
+                                             collection={"shutdown_timeout": "3s", "window": "5m"}))
+    daemon = Daemon(tmp_path, "run", "-c", str(cfg))
+    try:
+        wait_for(lambda: out.exists() and out.stat().st_size > 0, what="the first chunk")
+        os.read(reader, 4096)  # the reader takes a little, then stops reading for good
+        time.sleep(1.5)
+        assert daemon.proc.poll() is None
+        began = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        log = daemon.wait(timeout=30)
+        took = time.monotonic() - began
+    finally:
+        daemon.kill()
+        os.close(reader)
+    assert daemon.proc.returncode == 75, log
+    assert 3 <= took < 8, took
+    [line] = [json.loads(x) for x in log.splitlines() if '"collector.shutdown_timeout"' in x]
+    assert line["exit_status"] == 75 and line["timeout_s"] == 3 and "inbound" in line["polls_running_s"]
+    assert any("collector/sinks/file.py" in where or "collector/fileio.py" in where for where in line["blocked_in"])
+    outputs[1]["sink"]["path"] = str(tmp_path / "pipe.ndjson")
+    write_config(tmp_path, config_dict(steady, tmp_path, outputs=outputs))
+    result = run_cli("once", "-c", str(cfg))
+    assert result.returncode == 0, result.stderr
+    expected = steady.flow.ground_truth(FLT, steady.flow.start, steady.flow.end, now)
+    got = keys_in(out)
+    assert set(got) == expected and max(got.values()) == 1

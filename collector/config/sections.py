@@ -209,6 +209,10 @@ class CollectionConfig(Section):
                                                                              "repeats are dropped.", examples=["10m"])
     initial_lookback: Duration("1m", "30d") = Field(timedelta(hours=1), description="How far back the first run "
                                                                                     "searches.", examples=["1h"])
+    shutdown_timeout: Duration("1s", "10m") = Field(
+        timedelta(seconds=60), description="Longest SIGTERM waits for running polls and outputs; then the "
+                                           "collector exits 75 anyway (keep it under systemd's TimeoutStopSec).",
+        examples=["60s"])
     result_cap: Integer(2, 100_000) = Field(100, description="A response this large may be truncated: the window "
                                                              "is split.", examples=[100])
     state_file: FilePath = Field(Path("/var/lib/mimecast-collector/state.json"), description="The checkpoint.",
