@@ -14,6 +14,7 @@ from collector.config import Config, load_config
 from collector.config import default_config_path, format_duration
 from collector.errors import CollectorError, ConfigError, StateCorruptError
 from collector.search import add_search_parser, run_search
+from collector.signals import Hangup
 from collector.simulate import add_simulator_parser, run_simulator
 
 __all__ = ["EX_CONFIG", "EX_DATAERR", "build_parser", "main"]
@@ -83,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     args = build_parser().parse_args(argv)
+    # Before anything takes the checkpoint lock, which is where `reload` finds this pid.
+    with Hangup().installed() as hangup:
+        return _command(args, hangup)
+
+
+def _command(args: argparse.Namespace, hangup: Hangup) -> int:
     try:
         if args.command == "demo":
             from collector.demo import run_demo
@@ -106,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from collector import commands
 
         if args.command == "run":
-            return commands.run(config)
+            return commands.run(config, hangup=hangup)
         if args.command == "doctor":
             return commands.doctor(config)
         if args.command == "reload":
@@ -114,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "search":
             return run_search(config, args)
         if args.command == "once":
-            return commands.once(config, watches=args.watch)
+            return commands.once(config, watches=args.watch, hangup=hangup)
         if args.state_command == "show":
             return commands.state_show(config)
         return commands.state_reset(config, watch=args.watch)

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import TextIO
 
 from collector.config import Config
-from collector.daemon import Collector
+from collector.daemon import Collector, Hangup
 from collector.errors import ConfigError, StateCorruptError
 from collector.logging import configure_logging
 from collector.poller import CycleResult
@@ -24,10 +24,10 @@ def _logging(config: Config) -> None:
     configure_logging(config.logging.level, config.logging.format, secrets=config.secrets())
 
 
-def run(config: Config) -> int:
-    """``run``: the daemon."""
+def run(config: Config, hangup: Hangup | None = None) -> int:
+    """``run``: the daemon; ``hangup`` is the SIGHUP handler installed before the checkpoint lock is taken."""
     _logging(config)
-    collector = Collector(config)
+    collector = Collector(config, hangup=hangup)
     try:
         return collector.run_forever()
     finally:
@@ -58,14 +58,14 @@ def doctor(config: Config) -> int:
     return run_doctor(config, sys.stdout)
 
 
-def once(config: Config, watches: Sequence[str] | None = None) -> int:
+def once(config: Config, watches: Sequence[str] | None = None, hangup: Hangup | None = None) -> int:
     """``once``: one cycle of every (or the named) watch; 1 if any failed."""
     _logging(config)
     unknown = sorted(set(watches or ()) - {w.name for w in config.watches})
     if unknown:
         raise ConfigError([f"--watch: no watch named {name!r}" for name in unknown])
     progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
-    collector = Collector(config, on_chunk=progress.update if progress else None)
+    collector = Collector(config, on_chunk=progress.update if progress else None, hangup=hangup)
     try:
         results = collector.run_once(watches)
     finally:

@@ -8,8 +8,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from types import FrameType
 from typing import Any
@@ -26,34 +25,16 @@ from collector.mimecast.client import MimecastClient
 from collector.pipeline import Output, Pipeline
 from collector.poller import CycleResult, Poller
 from collector.sinks import build_sink
+from collector.signals import Hangup, stopping_on_signals
 from collector.state import StateStore
 from collector.watchdog import PollTracker, Stall, bounds_for
 
-__all__ = ["Collector", "sd_notify", "stopping_on_signals"]
+__all__ = ["EX_STOP_TIMEOUT", "Collector", "Hangup", "sd_notify", "stopping_on_signals"]
 
 # The exit status when shutdown_timeout passes with a poll or an output still blocked (EX_TEMPFAIL).
 EX_STOP_TIMEOUT = 75
 # How often the daemon looks for stalled polls (and pings systemd, more often if it asks for that).
 _CHECK_EVERY_S = 5.0
-
-
-@contextmanager
-def stopping_on_signals(stop: threading.Event,
-                        on_hup: Callable[[int, FrameType | None], None] | None = None) -> Iterator[None]:
-    """Inside the block SIGTERM and SIGINT set ``stop`` (and SIGHUP calls ``on_hup``); the handlers that were
-    installed before come back after it."""
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    handlers: dict[int, Any] = {signal.SIGTERM: handler, signal.SIGINT: handler}
-    if on_hup is not None:
-        handlers[signal.SIGHUP] = on_hup
-    previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
-    try:
-        yield
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
 
 
 def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
@@ -75,7 +56,8 @@ class Collector:
     """Everything one configuration needs, built once: client, checkpoint, outputs, pollers."""
 
     def __init__(self, config: Config, *, registry: CollectorRegistry | None = None,
-                 stop: threading.Event | None = None, on_chunk: Callable[[str, int, int], None] | None = None) -> None:
+                 stop: threading.Event | None = None, on_chunk: Callable[[str, int, int], None] | None = None,
+                 hangup: Hangup | None = None) -> None:
         self.config = config
         self.stop = stop or threading.Event()
         self.metrics = Metrics(registry or CollectorRegistry())
@@ -90,6 +72,8 @@ class Collector:
             self.pipeline = Pipeline(outputs, self.state, dead_letter=config.collection.dead_letter_file,
                                      metrics=self.metrics)
             self.pipeline.reconcile()
+            if hangup is not None:
+                hangup.attach(self.pipeline.request_reopen)
         except BaseException:
             self.state.close()
             raise

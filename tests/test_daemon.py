@@ -321,3 +321,55 @@ def test_sigterm_with_an_output_blocked_in_write_exits_within_the_shutdown_timeo
     expected = steady.flow.ground_truth(FLT, steady.flow.start, steady.flow.end, now)
     got = keys_in(out)
     assert set(got) == expected and max(got.values()) == 1
+
+
+def _lock_seen(lock: Path) -> str | None:
+    """What a reader finds in the lock file while it is held (None while nobody holds it)."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 64, 0).decode()
+    else:
+        return None
+    finally:
+        os.close(fd)
+
+
+def test_sighup_as_soon_as_the_pid_shows_never_kills_a_starting_collector(steady: Simulator, tmp_path: Path) -> None:
+    """Start after start, SIGHUP lands the moment the lock shows the pid (as a reload during start-up would):
+    no start dies of it (129), and whoever finds the lock held reads the holder's whole pid, never an empty
+    file or the pid of the collector before."""
+    from collector.state.lock import lock_holder
+
+    cfg = write_config(tmp_path, config_dict(steady, tmp_path, collection={"interval": "10s"},
+                                             logging={"level": "info"}))
+    lock = tmp_path / "state.json.lock"
+    seen: Counter[str] = Counter()
+    for _ in range(8):
+        daemon = Daemon(tmp_path, "run", "-c", str(cfg))
+        try:
+            expected = f"{daemon.proc.pid}\n"
+            while (found := _lock_seen(lock)) is None:
+                assert daemon.proc.poll() is None, daemon.log.read_text()
+            daemon.signal(signal.SIGHUP)
+            seen[found == expected] += 1
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                found = _lock_seen(lock)
+                if found is not None:
+                    seen[found == expected] += 1
+                    assert lock_holder(lock) in (daemon.proc.pid, None)
+            wait_for(lambda: "collector.started" in daemon.log.read_text(), what="the collector to start")
+            assert daemon.proc.poll() is None, daemon.log.read_text()
+            daemon.signal(signal.SIGTERM)
+            log = daemon.wait()
+        finally:
+            daemon.kill()
+        assert daemon.proc.returncode == 0, (daemon.proc.returncode, log)
+    assert seen[True] >= 8 and seen[False] == 0, seen
