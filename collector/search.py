@@ -128,7 +128,10 @@ def run_search(config: Config, args: argparse.Namespace) -> int:
     if saved is None:
         meta = {"start": _iso(span.start), "end": _iso(span.end), "watch": _describe(watch),
                 "output": _describe(output), "file": _path(output)}
-        _meta(resume).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+        try:
+            _meta(resume).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([f"--resume: cannot write {_meta(resume)}: {exc.strerror or exc}"]) from None
     return _search(config, watch, output, span, resume, resume=resume)
 
 

@@ -100,3 +100,13 @@ def test_odd_option_values_are_one_line_and_exit_78(args: tuple[str, ...], said:
     assert result.returncode == 78, (result.returncode, result.stderr)
     assert said in _plain(result)
     assert len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_a_resume_file_in_a_missing_folder_is_an_option_error(tmp_path: Path) -> None:
+    """search --resume in a folder that does not exist: exit 78 naming --resume, not FileNotFoundError."""
+    cfg = write_config(tmp_path, base(tmp_path))
+    result = run_cli("search", "-c", str(cfg), "--to", "example.com", "--since", "1h",
+                     "--resume", str(tmp_path / "missing" / "progress"))
+    assert result.returncode == 78, result.stderr
+    assert f"--resume: cannot write {tmp_path / 'missing' / 'progress.search.json'}: No such file or directory" \
+        in _plain(result)
