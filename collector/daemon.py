@@ -98,6 +98,10 @@ class Collector:
         finally:
             self._deadline.cancel()
 
+    def arm_stop_deadline(self) -> None:
+        """Exit 75 unless :meth:`close` ends within ``collection.shutdown_timeout`` from now (once stop is asked)."""
+        self._deadline.arm(self.config.collection.shutdown_timeout.total_seconds())
+
     def run_once(self, watches: Sequence[str] | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> list[CycleResult]:
         """One cycle of each selected watch, in order; SIGHUP (``reload``) reopens outputs instead of killing it."""
@@ -135,7 +139,7 @@ class Collector:
                         sd_notify("WATCHDOG=1")
                 sd_notify("STOPPING=1\nSTATUS=finishing the current chunks")
                 self.log.info("collector.stopping", reason="signal")
-                self._deadline.arm(self.config.collection.shutdown_timeout.total_seconds())
+                self.arm_stop_deadline()
                 scheduler.shutdown(wait=True)
         finally:
             if server is not None:
@@ -234,9 +238,13 @@ class _StopDeadline:
     def __init__(self, log: Any, tracker: PollTracker, watches: Sequence[str]) -> None:
         self._log, self._tracker, self._watches = log, tracker, watches
         self._done = threading.Event()
+        self._armed = False
 
     def arm(self, timeout_s: float) -> None:
-        """Start counting ``timeout_s`` seconds; :meth:`cancel` before then, or the process exits 75."""
+        """Start counting ``timeout_s`` seconds (once); :meth:`cancel` before then, or the process exits 75."""
+        if self._armed:
+            return
+        self._armed = True
         threading.Thread(target=self._wait, args=(timeout_s,), name="stop-deadline", daemon=True).start()
 
     def cancel(self) -> None:

@@ -148,7 +148,7 @@ def _search(config: Config, watch: WatchConfig, output: OutputConfig, span: Span
     progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
     collector = Collector(mine, stop=stop, on_chunk=progress.update if progress else None)
     try:
-        with stopping_on_signals(stop):
+        with stopping_on_signals(stop, on_stop=collector.arm_stop_deadline):
             if collector.state.watch(watch.name).watermark is None:
                 collector.state.commit(Advance(watch.name, span.start, span.start))
             [result] = [p.run_cycle(datetime.now(timezone.utc), until=span.end) for p in collector.pollers]

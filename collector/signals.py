@@ -14,10 +14,13 @@ __all__ = ["Hangup", "stopping_on_signals"]
 
 @contextmanager
 def stopping_on_signals(stop: threading.Event,
-                        on_hup: Callable[[int, FrameType | None], None] | None = None) -> Iterator[None]:
-    """Inside the block SIGTERM and SIGINT set ``stop`` (and SIGHUP calls ``on_hup``); the handlers that were
-    installed before come back after it."""
+                        on_hup: Callable[[int, FrameType | None], None] | None = None,
+                        on_stop: Callable[[], None] | None = None) -> Iterator[None]:
+    """Inside the block SIGTERM and SIGINT set ``stop`` (the first one also calls ``on_stop``) and SIGHUP calls
+    ``on_hup``; the handlers that were installed before come back after it."""
     def handler(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set() and on_stop is not None:
+            on_stop()
         stop.set()
 
     handlers: dict[int, Any] = {signal.SIGTERM: handler, signal.SIGINT: handler}
