@@ -88,8 +88,8 @@ def test_env_references_pass_the_schema_wherever_a_string_goes(tmp_path: Path) -
 
 
 def test_readme_three_mistakes_are_printed_byte_for_byte(tmp_path: Path) -> None:
-    """The error listing in the README's Configuration section is exactly what check-config prints."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The error listing in docs/configuration.md is exactly what check-config prints."""
+    readme = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     shown = re.search(r"```\n(mimecast-collector: configuration is invalid \(3 problems\):\n.*?)```", readme,
                       re.S)
     assert shown
