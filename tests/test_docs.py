@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -20,9 +21,11 @@ _HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"", re.I)
 
 def markdown_files(root: Path = ROOT) -> list[Path]:
     """The project's own Markdown files: none under hidden folders (.git, .venv) or build output."""
-    return sorted(p for p in root.rglob("*.md")
-                  if not any(part.startswith(".") or part in _SKIPPED_DIRS or part.endswith(".egg-info")
-                             for part in p.relative_to(root).parts[:-1]))
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not (d.startswith(".") or d in _SKIPPED_DIRS or d.endswith(".egg-info"))]
+        found += [Path(folder) / name for name in files if name.endswith(".md")]
+    return sorted(found)
 
 
 def _prose(text: str) -> str:
