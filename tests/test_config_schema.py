@@ -9,9 +9,11 @@ from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
+from pydantic_core import PydanticUndefined
 
 from collector.config import parse_config
-from collector.config.schema import json_schema
+from collector.config.document import Config
+from collector.config.schema import _models, json_schema
 from tests.conftest import ROOT, run_cli, write_config
 from tests.schema_check import SCHEMA_FILE, schema_problems
 from tests.test_config import base, check_three_mistakes
@@ -53,6 +55,21 @@ def test_every_key_has_a_description_and_an_example() -> None:
             sub.pop("properties", None), sub.pop("required", None), sub.pop("additionalProperties", None)
             sub.pop("type", None)
             assert not list(Draft202012Validator(sub).iter_errors(example)), (where, example)
+
+
+def test_every_fixed_default_is_in_the_schema() -> None:
+    """A key with a fixed default shows it (metrics listens on 127.0.0.1:9464 unless told otherwise)."""
+    schema = json_schema()
+    missing = []
+    for model in _models(Config):
+        node = schema if model is Config else schema["$defs"][model.__name__]
+        for name, field in model.__pydantic_fields__.items():
+            key = field.alias or name
+            fixed = field.init is not False and field.default is not PydanticUndefined
+            if fixed and "default" not in node["properties"][key]:
+                missing.append(f"{model.__name__}.{key}")
+    assert missing == []
+    assert schema["properties"]["metrics"]["default"] == {"listen": "127.0.0.1:9464"}
 
 
 def test_example_config_names_the_schema_and_passes_it() -> None:

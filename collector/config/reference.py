@@ -128,7 +128,8 @@ def _code(value: Any) -> str:
     """A value as the file writes it: a plain string bare, anything else in JSON (which YAML reads)."""
     if value is None:
         return ""
-    text = value if isinstance(value, str) and value.strip() == value and value else json.dumps(value, ensure_ascii=False)
+    bare = isinstance(value, str) and value and value.strip() == value
+    text = value if bare else json.dumps(value, ensure_ascii=False)
     return "`" + _cell(text) + "`"
 
 
