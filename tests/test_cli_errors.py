@@ -110,3 +110,15 @@ def test_a_resume_file_in_a_missing_folder_is_an_option_error(tmp_path: Path) ->
     assert result.returncode == 78, result.stderr
     assert f"--resume: cannot write {tmp_path / 'missing' / 'progress.search.json'}: No such file or directory" \
         in _plain(result)
+
+
+def test_an_output_that_cannot_be_opened_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """A file output in a folder that cannot be created (under /proc): run and once say which output and why."""
+    data = base(tmp_path)
+    data["outputs"][0]["sink"]["path"] = "/proc/no-such-folder/out.ndjson"
+    cfg = write_config(tmp_path, data)
+    for command in ("run", "once"):
+        result = run_cli(command, "-c", str(cfg), timeout=60)
+        assert result.returncode == 1, result.stderr
+        assert _plain(result).endswith("mimecast-collector: output 'o1': cannot open /proc/no-such-folder/out.ndjson: "
+                                       "No such file or directory\n"), result.stderr
