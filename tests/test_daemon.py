@@ -298,8 +298,7 @@ def test_sigterm_with_an_output_blocked_in_write_exits_within_the_shutdown_timeo
                                              collection={"shutdown_timeout": "3s", "window": "5m"}))
     daemon = Daemon(tmp_path, "run", "-c", str(cfg))
     try:
-        wait_for(lambda: out.exists() and out.stat().st_size > 0, what="the first chunk")
-        os.read(reader, 4096)  # the reader takes a little, then stops reading for good
+        wait_for(lambda: _read_some(reader), what="the first events in the pipe")  # then it stops reading
         time.sleep(1.5)
         assert daemon.proc.poll() is None
         began = time.monotonic()
@@ -310,7 +309,7 @@ def test_sigterm_with_an_output_blocked_in_write_exits_within_the_shutdown_timeo
         daemon.kill()
         os.close(reader)
     assert daemon.proc.returncode == 75, log
-    assert 3 <= took < 8, took
+    assert 3 <= took < 10, took  # the timeout, plus a start-up margin on a loaded machine
     [line] = [json.loads(x) for x in log.splitlines() if '"collector.shutdown_timeout"' in x]
     assert line["exit_status"] == 75 and line["timeout_s"] == 3 and "inbound" in line["polls_running_s"]
     assert any("collector/sinks/file.py" in where or "collector/fileio.py" in where for where in line["blocked_in"])
@@ -321,6 +320,13 @@ def test_sigterm_with_an_output_blocked_in_write_exits_within_the_shutdown_timeo
     expected = steady.flow.ground_truth(FLT, steady.flow.start, steady.flow.end, now)
     got = keys_in(out)
     assert set(got) == expected and max(got.values()) == 1
+
+
+def _read_some(fd: int) -> bool:
+    try:
+        return bool(os.read(fd, 4096))
+    except BlockingIOError:
+        return False
 
 
 def _lock_seen(lock: Path) -> str | None:

@@ -283,5 +283,5 @@ def test_sigterm_while_the_output_is_blocked_ends_the_search_within_the_shutdown
             proc.communicate(timeout=10)
         os.close(reader)
     assert proc.returncode == 75, stderr
-    assert 2 <= took < 7, took
+    assert 2 <= took < 10, took  # the timeout, plus a margin on a loaded machine
     assert '"collector.shutdown_timeout"' in stderr and "collector/fileio.py" in stderr
