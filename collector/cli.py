@@ -46,7 +46,7 @@ def _count(most: int) -> Callable[[str], int]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
     parser = _Parser(prog="mimecast-collector",
-                                     description="Ship Mimecast message tracking to syslog or files as ECS or CEF.")
+                     description="Ship Mimecast message tracking to syslog or files as ECS or CEF.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = _Parser(add_help=False)
     common.add_argument("-c", "--config", type=Path, default=None,
@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     reload = sub.add_parser("reload", parents=[common],
                             help="make a running collector reopen its output files (after log rotation)")
     # 0 and negative numbers would signal a whole process group, or every process there is.
-    reload.add_argument("--pid", type=_count(2**22), help="the collector's process id (default: the one holding the state)")
+    reload.add_argument("--pid", type=_count(2**22),
+                        help="the collector's process id (default: the one holding the state)")
     once = sub.add_parser("once", parents=[common], help="poll every watch once, then exit (non-zero if any failed)")
     once.add_argument("--watch", action="append", help="only this watch (repeatable)")
     demo = sub.add_parser("demo", help="run the real pipeline against the built-in simulator, no setup needed")
