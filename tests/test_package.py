@@ -35,7 +35,8 @@ UNITS = Path("/lib/systemd/system")
 FORWARDER = "mc-test-forwarder"
 # Build tools and what installs them (.ci/run installs these).
 TOOLS = {"dpkg-buildpackage": "dpkg-dev", "dh": "debhelper", "dh_virtualenv": "dh-virtualenv",
-         "apt-get": "apt", "logrotate": "logrotate", "systemd-analyze": "systemd", "runuser": "util-linux"}
+         "apt-get": "apt", "logrotate": "logrotate", "systemd-analyze": "systemd", "runuser": "util-linux",
+         "useradd": "passwd"}
 # What the build must not copy from a working tree.
 NOT_SOURCE = (".git", ".venv", ".venv-*", "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis", "build",
               "dist", ".debhelper", "debhelper-build-stamp", "files", "*.substvars")
@@ -198,7 +199,7 @@ def test_logrotate_with_the_installed_file_and_a_forwarder_reads(simulator: str,
         sh("useradd", "--system", "--no-create-home", FORWARDER)
         denied = sh("runuser", "-u", FORWARDER, "--", "head", "-c", "1", str(out), check=False)
         assert denied.returncode != 0 and "Permission denied" in denied.stderr
-        sh("adduser", "--quiet", FORWARDER, PACKAGE)
+        sh("usermod", "--append", "--groups", PACKAGE, FORWARDER)
         read = sh("runuser", "-u", FORWARDER, "--", "head", "-n", "1", str(out))
         assert json.loads(read.stdout)["event"]["module"] == "mimecast", read.stdout
         assert sh("runuser", "-u", FORWARDER, "--", "ls", str(STATE), check=False).returncode != 0
