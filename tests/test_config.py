@@ -34,7 +34,7 @@ def problems(data: Any, tmp_path: Path, env: dict[str, str] | None = None) -> li
 
 
 def check_three_mistakes(tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """``check-config`` on the README's example of three separate mistakes."""
+    """``check-config`` on docs/configuration.md's example of three separate mistakes."""
     data = base(tmp_path)
     data["mimecast"]["timeout"] = "5x"
     data["collection"]["windw"] = "5m"
