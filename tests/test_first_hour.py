@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from collector.cli import build_parser
 from collector.logging import configure_logging
 from collector.simulate import mimecast_block
 from collector.simulator import Simulator
@@ -195,3 +199,42 @@ def test_reload_refuses_a_process_that_is_not_a_collector(tmp_path: Path) -> Non
         other.wait()
     result = run_cli("reload", "--pid", str(other.pid))
     assert result.returncode == 1 and "no such process" in result.stderr
+
+
+def full_help(parser: argparse.ArgumentParser) -> str:
+    """What --help prints for ``parser`` and for each of its own sub-commands (``state show``, ``state reset``)."""
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return parser.format_help() + "".join(full_help(p) for a in nested for p in a.choices.values())
+
+
+def test_help_and_the_readme_name_the_same_commands_and_options() -> None:
+    """Every command --help lists has a row in the README's table, and every option a row shows exists."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Commands"):]
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `mimecast-collector ([a-z-]+)[^`]*`.*$", table, re.M)}
+    assert set(commands) == set(rows), (sorted(commands), sorted(rows))
+    for name, row in rows.items():
+        shown = set(re.findall(r"(--[a-z][a-z-]*)", row.split("|")[1]))
+        helped = full_help(commands[name])
+        for option in shown:
+            assert option in helped, (name, option)
+
+
+def test_an_instance_configured_as_the_install_page_says_uses_the_template_units_folders(tmp_path: Path) -> None:
+    """The install page's commands for mimecast-collector@emea write the state and outputs where its unit lets it."""
+    page = (ROOT / "docs" / "install.md").read_text(encoding="utf-8")
+    command = re.search(r"^sed -e .*?emea\.yaml$", page, re.M | re.S)
+    assert command, "the install page makes emea.yaml from the example with sed"
+    made = tmp_path / "emea.yaml"
+    script = (command.group(0).replace("/usr/share/doc/mimecast-collector/examples/config.example.yaml", str(EXAMPLE))
+              .replace("/etc/mimecast-collector/emea.yaml", str(made)))
+    subprocess.run(["bash", "-c", script], check=True)
+    unit = (ROOT / "systemd" / "mimecast-collector@.service").read_text()
+    state_dir = "/var/lib/" + re.search(r"^StateDirectory=(\S+)$", unit, re.M).group(1).replace("%i", "emea")
+    logs_dir = "/var/log/" + re.search(r"^LogsDirectory=(\S+)$", unit, re.M).group(1).replace("%i", "emea")
+    data = yaml.safe_load(made.read_text())
+    assert Path(data["collection"]["state_file"]).parent == Path(state_dir)
+    assert all(Path(o["sink"]["path"]).parent == Path(logs_dir) for o in data["outputs"] if o["sink"]["type"] == "file")
+    assert data["metrics"]["listen"] != "127.0.0.1:9464", "each instance its own metrics port"
