@@ -224,13 +224,19 @@ def test_logrotate_with_the_installed_file_and_a_forwarder_reads(simulator: str,
 
 
 def test_remove_keeps_configuration_and_checkpoint_purge_removes_them(simulator: str) -> None:
-    """apt-get remove leaves /etc, the checkpoint and the outputs; apt-get purge takes them away."""
+    """apt-get remove leaves /etc, the checkpoint and the outputs; apt-get purge takes them away, and the links of
+    the service and of an instance that the operator enabled."""
     assert (STATE / "state.db").exists(), "the collector ran and left a checkpoint"
+    wants = Path("/etc/systemd/system/multi-user.target.wants")
+    links = [wants / "mimecast-collector.service", wants / "mimecast-collector@emea.service"]
+    for link in links:  # what systemctl enable makes (it needs no running systemd for that)
+        sh("systemctl", "enable", link.name, check=False)
+        assert link.is_symlink(), link
     sh("apt-get", "remove", "-y", "-q", PACKAGE)
     assert not BIN.exists() and not Path("/opt/mimecast-collector").exists()
     for kept in (ETC / "config.yaml", ETC / "credentials", STATE / "state.db", LOGS / "tracking.ndjson", LOGROTATE):
         assert kept.exists(), kept
     sh("apt-get", "purge", "-y", "-q", PACKAGE)
-    for gone in (ETC, STATE, LOGS, LOGROTATE, UNITS / "mimecast-collector.service"):
-        assert not gone.exists(), gone
+    for gone in (ETC, STATE, LOGS, LOGROTATE, UNITS / "mimecast-collector.service", *links):
+        assert not gone.exists() and not gone.is_symlink(), gone
     assert not installed()
