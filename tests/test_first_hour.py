@@ -17,6 +17,7 @@ import yaml
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from collector import __version__
 from collector.cli import build_parser
 from collector.logging import configure_logging
 from collector.simulate import mimecast_block
@@ -238,3 +239,27 @@ def test_an_instance_configured_as_the_install_page_says_uses_the_template_units
     assert Path(data["collection"]["state_file"]).parent == Path(state_dir)
     assert all(Path(o["sink"]["path"]).parent == Path(logs_dir) for o in data["outputs"] if o["sink"]["type"] == "file")
     assert data["metrics"]["listen"] != "127.0.0.1:9464", "each instance its own metrics port"
+
+
+def pins(lock: Path) -> dict[str, str]:
+    """``name: version`` of every requirement in a pip-compile lock file."""
+    found = re.findall(r"^([A-Za-z0-9._-]+)==(\S+) \\$", lock.read_text(encoding="utf-8"), re.M)
+    return {name.lower().replace("_", "-"): version for name, version in found}
+
+
+def test_the_package_and_the_tests_install_the_same_locked_versions() -> None:
+    """Every dependency the package installs is at the same version in the test lock; every pin carries hashes."""
+    runtime, test = pins(ROOT / "requirements.lock"), pins(ROOT / "requirements-test.lock")
+    assert {"pydantic", "requests", "apscheduler", "structlog", "prometheus-client", "pyyaml"} <= set(runtime)
+    assert {name: test.get(name) for name in runtime if name != "setuptools"} == \
+        {name: v for name, v in runtime.items() if name != "setuptools"}
+    for lock in ("requirements.lock", "requirements-test.lock"):
+        text = (ROOT / lock).read_text(encoding="utf-8")
+        blocks = [b for b in re.split(r"\n(?=[A-Za-z])", text) if "==" in b]
+        assert blocks and all("--hash=sha256:" in b for b in blocks), lock
+
+
+def test_the_debian_changelog_carries_the_collectors_version() -> None:
+    """The .deb is named for the version the collector reports."""
+    first = (ROOT / "debian" / "changelog").read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith(f"mimecast-collector ({__version__}) "), first
