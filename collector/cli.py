@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -17,10 +18,11 @@ from collector.search import add_search_parser, run_search
 from collector.signals import Hangup
 from collector.simulate import add_simulator_parser, run_simulator
 
-__all__ = ["EX_CONFIG", "EX_DATAERR", "build_parser", "main"]
+__all__ = ["EX_BROKEN_PIPE", "EX_CONFIG", "EX_DATAERR", "build_parser", "main"]
 
 EX_CONFIG = 78
 EX_DATAERR = 65
+EX_BROKEN_PIPE = 128 + 13
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--schema", action="store_true",
                        help="print the configuration's JSON Schema (for editors) instead, and exit")
     sub.add_parser("run", parents=[common], help="run the daemon: poll every watch on its interval")
-    sub.add_parser("doctor", parents=[common], help="check state, outputs, credentials and a tiny search per watch")
+    doctor = sub.add_parser("doctor", parents=[common],
+                            help="check state, outputs, credentials and a search per watch (reads only)")
+    doctor.add_argument("--create", action="store_true",
+                        help="first create the missing folders of the state file and of the file outputs")
     reload = sub.add_parser("reload", parents=[common],
                             help="make a running collector reopen its output files (after log rotation)")
     # 0 and negative numbers would signal a whole process group, or every process there is.
@@ -85,9 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     args = build_parser().parse_args(argv)
-    # Before anything takes the checkpoint lock, which is where `reload` finds this pid.
-    with Hangup().installed() as hangup:
-        return _command(args, hangup)
+    try:
+        # Before anything takes the checkpoint lock, which is where `reload` finds this pid.
+        with Hangup().installed() as hangup:
+            code = _command(args, hangup)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`check-config | head`): stop quietly with the status of a tool killed by
+        # SIGPIPE; stdout goes to /dev/null so that the flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EX_BROKEN_PIPE
+    return code
 
 
 def _command(args: argparse.Namespace, hangup: Hangup) -> int:
@@ -116,7 +131,7 @@ def _command(args: argparse.Namespace, hangup: Hangup) -> int:
         if args.command == "run":
             return commands.run(config, hangup=hangup)
         if args.command == "doctor":
-            return commands.doctor(config)
+            return commands.doctor(config, create=args.create)
         if args.command == "reload":
             return commands.reload(config)
         if args.command == "search":
