@@ -11,14 +11,16 @@ from pathlib import Path
 from collector import __version__
 from collector.config import Config, load_config
 from collector.config import default_config_path, format_duration
-from collector.errors import ConfigError, StateCorruptError, StateError
+from collector.errors import ConfigError, StateCorruptError, StateError, StateResourceError
 from collector.search import add_search_parser, run_search
 from collector.simulate import add_simulator_parser, run_simulator
 
-__all__ = ["EX_CONFIG", "EX_DATAERR", "build_parser", "main"]
+__all__ = ["EX_CONFIG", "EX_DATAERR", "EX_TEMPFAIL", "build_parser", "main"]
 
 EX_CONFIG = 78
 EX_DATAERR = 65
+# The checkpoint's file system is full, read-only or not permitted: the service restarts and continues.
+EX_TEMPFAIL = 75
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StateCorruptError as exc:
         print(f"mimecast-collector: {exc}", file=sys.stderr)
         return EX_DATAERR
+    except StateResourceError as exc:
+        print(f"mimecast-collector: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     except StateError as exc:
         print(f"mimecast-collector: {exc}", file=sys.stderr)
         return 1

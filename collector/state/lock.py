@@ -6,7 +6,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from collector.errors import StateError, StateLockedError
+from collector.errors import StateLockedError
+from collector.state.failures import from_os
 
 __all__ = ["lock_holder", "take_lock"]
 
@@ -16,12 +17,13 @@ def take_lock(lock_path: Path, state_path: Path) -> int:
 
     Raises:
         StateLockedError: another instance holds it.
-        StateError: the lock file cannot be opened.
+        StateResourceError: the lock file cannot be opened or written (full, read-only, permission).
+        StateError: the lock file cannot be opened for another reason.
     """
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
-        raise StateError(f"cannot open the lock file {lock_path}: {exc.strerror}") from None
+        raise from_os(exc, lock_path, "open", "the lock file") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -30,8 +32,12 @@ def take_lock(lock_path: Path, state_path: Path) -> int:
         raise StateLockedError(
             f"the state file {state_path} is in use by another mimecast-collector (pid {holder}); "
             "stop it first, or give each instance its own collection.state_file") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:
+        os.close(fd)
+        raise from_os(exc, lock_path, "write", "the lock file") from None
     return fd
 
 

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from collector.errors import StateCorruptError
+from collector.state.failures import RESET_HINT, from_sqlite
 
 __all__ = ["APPLICATION_ID", "RESET_HINT", "SCHEMA_VERSION", "create_schema", "digest", "digests", "from_iso",
            "stored_path", "stored_path_text", "to_iso", "verify"]
@@ -23,7 +24,6 @@ __all__ = ["APPLICATION_ID", "RESET_HINT", "SCHEMA_VERSION", "create_schema", "d
 APPLICATION_ID = int.from_bytes(b"MCCS", "big")
 # Version 1 was the JSON file; the database starts at 2.
 SCHEMA_VERSION = 2
-RESET_HINT = "inspect it with `mimecast-collector state show`; `mimecast-collector state reset` starts afresh"
 
 _TABLES = """
 CREATE TABLE watches (
@@ -66,6 +66,7 @@ def verify(conn: sqlite3.Connection, path: Path, *, deep: bool = True) -> bool:
 
     Raises:
         StateCorruptError: a foreign SQLite file, a newer schema, or a failed ``quick_check``.
+        StateResourceError: the file system failed the reading (full, read-only, permission, I/O).
     """
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -85,8 +86,8 @@ def verify(conn: sqlite3.Connection, path: Path, *, deep: bool = True) -> bool:
             problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
             if problems != ["ok"]:
                 raise StateCorruptError(f"the state file {path} is damaged ({'; '.join(problems)}); {RESET_HINT}")
-    except sqlite3.DatabaseError as exc:
-        raise StateCorruptError(f"the state file {path} is corrupt ({exc}); {RESET_HINT}") from None
+    except sqlite3.Error as exc:
+        raise from_sqlite(exc, path, "read") from None
     return True
 
 

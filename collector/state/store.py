@@ -21,7 +21,9 @@ from collector.state.forgetting import prune_point, remembered_from
 from collector.state.lock import lock_holder, take_lock
 from collector.state.model import Advance, Key, OutputMark, WatchState
 from collector.state.opening import connect
-from collector.state.schema import digest, digests, from_iso, stored_path, stored_path_text, to_iso
+from collector.state.failures import from_os, from_sqlite
+from collector.state.schema import digest, digests, stored_path, to_iso
+from collector.state.values import load
 
 __all__ = ["Advance", "OutputMark", "StateStore", "WatchState"]
 
@@ -61,7 +63,7 @@ class StateStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
         except OSError as exc:
-            raise StateError(f"cannot create the state folder {self.path.parent}: {exc.strerror}") from None
+            raise from_os(exc, self.path.parent, "create", "the state folder") from None
         if lock:
             self._lock_fd = take_lock(self._lock_path, self.path)
         try:
@@ -130,7 +132,7 @@ class StateStore:
                     rows = conn.execute(f"SELECT key FROM keys WHERE key IN ({','.join('?' * len(batch))})", batch)
                     found.update(wanted[row[0]] for row in rows)
             except sqlite3.Error as exc:
-                raise StateError(f"cannot read the state file {self.path}: {exc}") from None
+                raise from_sqlite(exc, self.path, "read") from None
         return found
 
     def remembered(self, watch: str) -> int:
@@ -258,8 +260,10 @@ class StateStore:
             if conn.in_transaction:
                 with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            if isinstance(exc, (sqlite3.Error, OSError)):
-                raise StateError(f"cannot write the state file {self.path}: {exc}") from None
+            if isinstance(exc, sqlite3.Error):
+                raise from_sqlite(exc, self.path, "write") from None
+            if isinstance(exc, OSError):
+                raise from_os(exc, self.path, "write") from None
             raise
 
     def _watch_row(self, name: str) -> int:
@@ -286,15 +290,13 @@ class StateStore:
             state.remembered_from = remembered_from(state, pruned)
 
     def _load(self) -> None:
-        conn = self._require()
-        for watch_id, name, watermark, horizon, density in conn.execute(
-                "SELECT id, name, watermark, horizon, density FROM watches"):
+        try:
+            loaded = load(self._require(), self.path)
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc, self.path, "read") from None
+        for name, (watch_id, state) in loaded.watches.items():
             self._ids[name] = watch_id
-            self._watches[name] = WatchState(
-                watermark=from_iso(watermark), density=density,
-                horizon=datetime.fromtimestamp(horizon, timezone.utc) if horizon is not None else None)
-        for name, path, inode, size in conn.execute("SELECT name, path, inode, size FROM outputs"):
-            self.outputs[name] = OutputMark(stored_path_text(path), inode, size)
-        row = conn.execute("SELECT value FROM meta WHERE name = 'pruned_at'").fetchone()
-        self._pruned_at = int(row[0]) if row is not None else None
+            self._watches[name] = state
+        self.outputs.update(loaded.outputs)
+        self._pruned_at = loaded.pruned_at
         self._refresh_remembered()
