@@ -9,6 +9,7 @@ ours, is a corrupt checkpoint (exit 65 and the reset hint).
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def from_sqlite(exc: sqlite3.Error, path: Path, doing: str) -> StateError:
     code = getattr(exc, "sqlite_errorcode", None)
     cause = _SQLITE_CAUSES.get(code & 0xFF) if isinstance(code, int) else None
     if cause is not None:
+        cause = _file_system(path) or cause
         return StateResourceError(f"cannot {doing} the state file {path}: {cause} ({exc}); {RESOURCE_HINT}")
     if isinstance(exc, sqlite3.DatabaseError):
         return StateCorruptError(f"the state file {path} is corrupt ({exc}); {RESET_HINT}")
@@ -69,3 +71,21 @@ def from_os(exc: OSError, path: Path, doing: str, what: str = "the state file") 
     if cause is not None:
         return StateResourceError(f"cannot {doing} {what} {path}: {cause} ({exc.strerror}); {RESOURCE_HINT}")
     return StateError(f"cannot {doing} {what} {path}: {exc.strerror or exc}")
+
+
+def _file_system(path: Path) -> str | None:
+    """What the file system holding ``path`` says about itself, when SQLite's code is vague (an I/O error is
+    often a full disk that failed to grow the log's index)."""
+    try:
+        info = os.statvfs(path.parent)
+    except OSError:
+        return None
+    if info.f_flag & os.ST_RDONLY:
+        return "its file system is read-only"
+    if info.f_bavail * info.f_frsize < _NEARLY_FULL:
+        return "no space left on its file system"
+    return None
+
+
+# Less free space than this is a full file system: SQLite grows its files by pages of up to 64 KiB.
+_NEARLY_FULL = 64 * 1024
