@@ -18,7 +18,7 @@ from collector.fileio import append_durably
 from collector.formats import Event, Formatter, json_line
 from collector.records import TrackedEmail
 from collector.sinks import Line, Sink
-from collector.state import Advance, OutputMark, StateStore
+from collector.state import Advance, Intent, OutputMark, StateStore
 
 __all__ = ["Chunk", "Output", "Pipeline", "invalid_key"]
 
@@ -70,11 +70,13 @@ class Pipeline:
         self._log = structlog.get_logger("collector.pipeline")
 
     def reconcile(self) -> None:
-        """On start, cut uncommitted tails off file outputs, report any shorter than committed, record marks."""
+        """On start, cut the tails this checkpoint wrote but did not commit off file outputs; report (and count)
+        files shorter than committed or holding bytes another writer appended; record marks."""
         with self._lock:
             for out in self.outputs:
                 reconcile = getattr(out.sink, "reconcile", None)
-                if reconcile is not None and reconcile(self.state.outputs.get(out.name)) < 0:
+                if reconcile is not None and reconcile(self.state.outputs.get(out.name),
+                                                       self.state.intents.get(out.name)) < 0:
                     self.metrics.sink_errors.labels(out.name).inc()
             self._record_marks()
 
@@ -111,6 +113,11 @@ class Pipeline:
             set_aside = self.state.known(chunk.watch, invalid_keys)
             fresh_invalid = [v for k, v in zip(invalid_keys, invalid) if k not in set_aside]
             try:
+                # What each file is about to receive is recorded first: only that is ever cut back after a crash.
+                intents = {out.name: intent for out in self.outputs
+                           if rendered[out.name] and (intent := self._stage(out, rendered[out.name])) is not None}
+                if intents:
+                    self.state.record_intents(intents)
                 for out in self.outputs:
                     self._write(out, rendered[out.name])
                 self._write_dead_letters(chunk.watch, fresh_invalid)
@@ -157,6 +164,11 @@ class Pipeline:
                 rendered[name].append(line)
             keys.append(event.record.key)
         return rendered, keys, failed
+
+    @staticmethod
+    def _stage(out: Output, lines: list[Line]) -> Intent | None:
+        stage = getattr(out.sink, "stage", None)
+        return stage(lines) if stage is not None else None
 
     def _write(self, out: Output, lines: list[Line]) -> None:
         if not lines:

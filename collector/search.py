@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from collector.config import Config, FileSinkConfig, MetricsConfig, OutputConfig, WatchConfig, parse_duration
 from collector.errors import ConfigError
+from collector.ownership import claim, owner, release
 from collector.windows import RETENTION, floor_second
 
 __all__ = ["Span", "add_search_parser", "resolve_span", "run_search"]
@@ -31,6 +32,8 @@ _FILTERS = {"to": "to", "from": "from", "subject": "subject", "sender_ip": "send
 _NAME = "search"
 # The daemon stays this far inside the retention too: an older start would be silently cut.
 _MARGIN = timedelta(minutes=1)
+# A file another checkpoint owns is refused like any bad option (EX_CONFIG).
+_REFUSED = 78
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,11 @@ def run_search(config: Config, args: argparse.Namespace) -> int:
         _same_search(resume, saved, watch, output)
     else:
         output, span = _beside(configured, None, now), resolve_span(args, now, config.collection.lag)
+    target = Path(_path(output)) if _path(output) else None
+    who = owner(target, config, resume) if target is not None else None
+    if who is not None:
+        print(f"search: refusing to append to {target}: it belongs to {who}; choose another file", file=sys.stderr)
+        return _REFUSED
     if output is not configured:
         print(f"search: backfilling output {output.name!r} into {_path(output)} (beside the daemon's file, "
               "which only the daemon writes to)", file=sys.stderr)
@@ -129,7 +137,12 @@ def run_search(config: Config, args: argparse.Namespace) -> int:
         meta = {"start": _iso(span.start), "end": _iso(span.end), "watch": _describe(watch),
                 "output": _describe(output), "file": _path(output)}
         _meta(resume).write_text(json.dumps(meta) + "\n", encoding="utf-8")
-    return _search(config, watch, output, span, resume, resume=resume)
+    if target is not None:
+        claim(target, resume)
+    code = _search(config, watch, output, span, resume, resume=resume)
+    if code == 0 and target is not None:
+        release(target)
+    return code
 
 
 def _search(config: Config, watch: WatchConfig, output: OutputConfig, span: Span, state_file: Path, *,

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import structlog
 
 from collector.errors import StateCorruptError, StateError
+from collector.state import intents
 from collector.state.failures import from_os, from_sqlite
 from collector.state.legacy import looks_like_json, migrate_json
 from collector.state.schema import RESET_HINT, create_schema, verify
@@ -78,6 +79,8 @@ def connect(path: Path, *, read_only: bool, in_use: bool = True) -> sqlite3.Conn
             _fresh(conn)
         elif not read_only:
             _use_wal(conn, path)
+        if not read_only:
+            intents.ensure(conn)
     except sqlite3.Error as exc:
         conn.close()
         raise from_sqlite(exc, path, "open") from None

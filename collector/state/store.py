@@ -19,7 +19,8 @@ from pathlib import Path
 from collector.errors import StateError
 from collector.state.forgetting import prune_point, remembered_from
 from collector.state.lock import lock_holder, take_lock
-from collector.state.model import Advance, Key, OutputMark, WatchState
+from collector.state import intents as pending
+from collector.state.model import Advance, Intent, Key, OutputMark, WatchState
 from collector.state.opening import connect
 from collector.state.failures import from_os, from_sqlite
 from collector.state.schema import digest, digests, stored_path, to_iso
@@ -42,6 +43,7 @@ class StateStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.outputs: dict[str, OutputMark] = {}
+        self.intents: dict[str, Intent] = {}
         self._watches: dict[str, WatchState] = {}
         self._ids: dict[str, int] = {}
         self._active: set[str] | None = None
@@ -183,6 +185,7 @@ class StateStore:
             if advance.density is not None:
                 state.density = advance.density
             self.outputs.update(marks)
+            self._drop_intents(marks)
             if prune is not None:
                 self._pruned_at = prune
             self._refresh_remembered()
@@ -200,6 +203,20 @@ class StateStore:
             with self._transaction("FULL"):
                 self._write_marks(changed)
             self.outputs.update(changed)
+            self._drop_intents(changed)
+
+    def record_intents(self, intents: Mapping[str, Intent]) -> None:
+        """Record what file outputs are about to write past their committed length, before they write it.
+
+        Committed without a sync: a killed process keeps it, a power cut may lose it (the tail is then kept).
+
+        Raises:
+            StateError: the database could not be written (nothing may be written to the outputs then).
+        """
+        with self._mutex:
+            with self._transaction("NORMAL") as conn:
+                pending.write(conn, intents)
+            self.intents.update(intents)
 
     def reset(self, watch: str | None = None) -> bool:
         """Forget one watch's progress, or every watch's progress and every key; False if ``watch`` is unknown.
@@ -275,8 +292,15 @@ class StateStore:
         return watch_id
 
     def _write_marks(self, marks: Mapping[str, OutputMark]) -> None:
+        """Write ``marks``; a committed length supersedes the intent of the write it covers."""
         self._require().executemany("INSERT OR REPLACE INTO outputs (name, path, inode, size) VALUES (?, ?, ?, ?)",
                                     [(n, stored_path(m.path), m.inode, m.size) for n, m in marks.items()])
+        if marks.keys() & self.intents.keys():
+            pending.clear(self._require(), marks.keys() & self.intents.keys())
+
+    def _drop_intents(self, marks: Mapping[str, OutputMark]) -> None:
+        for name in marks:
+            self.intents.pop(name, None)
 
     def _prune_point(self, committing: str, horizon: datetime) -> int | None:
         names = self._active if self._active is not None else set(self._watches)
@@ -292,6 +316,7 @@ class StateStore:
     def _load(self) -> None:
         try:
             loaded = load(self._require(), self.path)
+            self.intents = pending.load(self._require(), self.path)
         except sqlite3.Error as exc:
             raise from_sqlite(exc, self.path, "read") from None
         for name, (watch_id, state) in loaded.watches.items():
