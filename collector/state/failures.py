@@ -51,15 +51,15 @@ def from_sqlite(exc: sqlite3.Error, path: Path, doing: str) -> StateError:
     """The error to raise for ``exc``, met while ``doing`` (e.g. "open") the checkpoint at ``path``.
 
     A resource failure is a :class:`StateResourceError`; damage or a foreign file (any other database
-    error) a :class:`StateCorruptError`; anything else (a programming or interface error) a plain
-    :class:`StateError`.
+    error) a :class:`StateCorruptError`; anything else (a refused constraint, a programming or interface
+    error) a plain :class:`StateError`.
     """
     code = getattr(exc, "sqlite_errorcode", None)
     cause = _SQLITE_CAUSES.get(code & 0xFF) if isinstance(code, int) else None
     if cause is not None:
         cause = _file_system(path) or cause
         return StateResourceError(f"cannot {doing} the state file {path}: {cause} ({exc}); {RESOURCE_HINT}")
-    if isinstance(exc, sqlite3.DatabaseError):
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
         return StateCorruptError(f"the state file {path} is corrupt ({exc}); {RESET_HINT}")
     return StateError(f"cannot {doing} the state file {path}: {exc}")
 
