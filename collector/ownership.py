@@ -29,7 +29,8 @@ def owner(path: Path, config: Config, resume: Path | None) -> str | None:
         if isinstance(output.sink, FileSinkConfig) and _same(path, output.sink.path):
             return (f"output {output.name!r} of the collector whose checkpoint is {state} (backfill it with "
                     f"--output {output.name}, which writes beside it)")
-    own = [state, *(state.with_name(state.name + s) for s in (*SIDE_FILES, ".lock")), config.collection.dead_letter_file]
+    own = [state, *(state.with_name(state.name + s) for s in (*SIDE_FILES, ".lock")),
+           config.collection.dead_letter_file]
     if resume is not None:
         own += [resume, *(resume.with_name(resume.name + s) for s in (*SIDE_FILES, ".lock", ".search.json"))]
     if any(_same(path, p) for p in own):

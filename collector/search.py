@@ -1,8 +1,9 @@
 """``search``: one span searched completely with the daemon's engine, on a checkpoint of its own.
 
-The daemon's checkpoint is never opened: the search keeps its progress in a private
-checkpoint (the ``--resume`` file, else a temporary one), so it can run beside the
-daemon, be interrupted, and continue where it stopped without writing an event twice.
+The daemon's checkpoint is never written (only read, to refuse a file it owns: see
+``collector.ownership``): the search keeps its progress in a private checkpoint (the
+``--resume`` file, else a temporary one), so it can run beside the daemon, be
+interrupted, and continue where it stopped without writing an event twice.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def add_search_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--end", help="search up to this time (default: now less collection.lag)")
     p.add_argument("--format", choices=("ecs", "cef", "raw"), default=None, help="event format (default ecs)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("-o", "--out", type=Path, help="append events to this file (default: stdout)")
+    where.add_argument("-o", "--out", type=Path,
+                       help="append events to this file (default: stdout); a file a checkpoint owns is refused")
     where.add_argument("--output", help="deliver to this configured output (backfill)")
     p.add_argument("--resume", type=Path, metavar="FILE",
                    help="keep progress in FILE; running again with it continues without duplicates")

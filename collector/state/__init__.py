@@ -5,4 +5,5 @@ from collector.state.opening import SIDE_FILES, legacy_backup
 from collector.state.schema import SCHEMA_VERSION
 from collector.state.store import StateStore
 
-__all__ = ["SCHEMA_VERSION", "SIDE_FILES", "Advance", "Intent", "OutputMark", "StateStore", "WatchState", "legacy_backup"]
+__all__ = ["SCHEMA_VERSION", "SIDE_FILES", "Advance", "Intent", "OutputMark", "StateStore", "WatchState",
+           "legacy_backup"]

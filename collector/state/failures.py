@@ -11,11 +11,13 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from collector.errors import StateCorruptError, StateError, StateResourceError
 
-__all__ = ["RESET_HINT", "RESOURCE_HINT", "from_os", "from_sqlite"]
+__all__ = ["RESET_HINT", "RESOURCE_HINT", "from_os", "from_sqlite", "writing"]
 
 RESET_HINT = "inspect it with `mimecast-collector state show`; `mimecast-collector state reset` starts afresh"
 RESOURCE_HINT = ("the checkpoint is not damaged: fix the cause and start again (exit 75 restarts the service); "
@@ -62,6 +64,25 @@ def from_sqlite(exc: sqlite3.Error, path: Path, doing: str) -> StateError:
     if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
         return StateCorruptError(f"the state file {path} is corrupt ({exc}); {RESET_HINT}")
     return StateError(f"cannot {doing} the state file {path}: {exc}")
+
+
+@contextmanager
+def writing(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connection]:
+    """One write transaction on ``conn`` (the checkpoint at ``path``), committed at the end of the block and
+    rolled back on any exception; a database or OS failure is raised as the error it is (see above)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise from_sqlite(exc, path, "write") from None
+        if isinstance(exc, OSError):
+            raise from_os(exc, path, "write") from None
+        raise
 
 
 def from_os(exc: OSError, path: Path, doing: str, what: str = "the state file") -> StateError:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 from collector.errors import StateCorruptError
 from collector.state.failures import RESET_HINT, from_sqlite
 
-__all__ = ["APPLICATION_ID", "RESET_HINT", "SCHEMA_VERSION", "create_schema", "digest", "digests", "from_iso",
+__all__ = ["APPLICATION_ID", "RESET_HINT", "SCHEMA_VERSION", "create_schema", "digest", "digests", "from_iso", "lookup",
            "stored_path", "stored_path_text", "to_iso", "verify"]
 
 # "MCCS": mimecast-collector checkpoint store.
@@ -106,6 +106,17 @@ def digest(key: tuple[str, str]) -> bytes:
 def digests(keys: Iterable[tuple[str, str]]) -> dict[bytes, tuple[str, str]]:
     """Each key's stored form, mapped back to the key."""
     return {digest(k): k for k in keys}
+
+
+def lookup(conn: sqlite3.Connection, stored: list[bytes]) -> Iterator[bytes]:
+    """Which of the stored keys ``stored`` the keys table holds, asked in batches of up to 512."""
+    for i in range(0, len(stored), 512):
+        batch = stored[i:i + 512]
+        # Lists of a few lengths (powers of two, padded with a repeat): a statement for every length
+        # fills the connection's statement cache with compiled statements it keeps replacing.
+        batch += batch[:1] * ((1 << (len(batch) - 1).bit_length()) - len(batch))
+        for row in conn.execute(f"SELECT key FROM keys WHERE key IN ({','.join('?' * len(batch))})", batch):
+            yield row[0]
 
 
 def to_iso(value: datetime | None) -> str | None:

@@ -17,18 +17,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from collector.errors import StateError
+from collector.state import intents as pending
+from collector.state.failures import from_os, from_sqlite, writing
 from collector.state.forgetting import prune_point, remembered_from
 from collector.state.lock import lock_holder, take_lock
-from collector.state import intents as pending
 from collector.state.model import Advance, Intent, Key, OutputMark, WatchState
 from collector.state.opening import connect
-from collector.state.failures import from_os, from_sqlite
-from collector.state.schema import digest, digests, stored_path, to_iso
+from collector.state.schema import digest, digests, lookup, stored_path, to_iso
 from collector.state.values import load
 
 __all__ = ["Advance", "OutputMark", "StateStore", "WatchState"]
-
-_BATCH = 500
 
 # How stale a key's last-seen time may get before a re-read rewrites it (and how much longer keys are kept).
 REFRESH_MARGIN_S = 300
@@ -122,17 +120,9 @@ class StateStore:
         found: set[Key] = set()
         if not wanted:
             return found
-        stored = list(wanted)
         with self._mutex:
-            conn = self._require()
             try:
-                for i in range(0, len(stored), _BATCH):
-                    batch = stored[i:i + _BATCH]
-                    # Lists of a few lengths (powers of two, padded with a repeat): a statement for every length
-                    # fills the connection's statement cache with compiled statements it keeps replacing.
-                    batch += batch[:1] * ((1 << (len(batch) - 1).bit_length()) - len(batch))
-                    rows = conn.execute(f"SELECT key FROM keys WHERE key IN ({','.join('?' * len(batch))})", batch)
-                    found.update(wanted[row[0]] for row in rows)
+                found.update(wanted[k] for k in lookup(self._require(), list(wanted)))
             except sqlite3.Error as exc:
                 raise from_sqlite(exc, self.path, "read") from None
         return found
@@ -185,7 +175,7 @@ class StateStore:
             if advance.density is not None:
                 state.density = advance.density
             self.outputs.update(marks)
-            self._drop_intents(marks)
+            self.intents = {n: i for n, i in self.intents.items() if n not in marks}
             if prune is not None:
                 self._pruned_at = prune
             self._refresh_remembered()
@@ -203,7 +193,7 @@ class StateStore:
             with self._transaction("FULL"):
                 self._write_marks(changed)
             self.outputs.update(changed)
-            self._drop_intents(changed)
+            self.intents = {n: i for n, i in self.intents.items() if n not in changed}
 
     def record_intents(self, intents: Mapping[str, Intent]) -> None:
         """Record what file outputs are about to write past their committed length, before they write it.
@@ -258,7 +248,7 @@ class StateStore:
 
     @contextmanager
     def _transaction(self, sync: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction, committed at the end of the block and rolled back on any exception.
+        """One write transaction (see :func:`writing`) at the ``synchronous`` level ``sync``.
 
         Raises:
             StateError: the database could not be written (other exceptions pass through unchanged).
@@ -266,22 +256,14 @@ class StateStore:
         conn = self._require()
         if self.read_only:
             raise StateError(f"the state file {self.path} is open read-only")
-        try:
-            if sync != self._sync:
+        if sync != self._sync:
+            try:
                 conn.execute(f"PRAGMA synchronous = {sync}")
-                self._sync = sync
-            conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
+            except sqlite3.Error as exc:
                 raise from_sqlite(exc, self.path, "write") from None
-            if isinstance(exc, OSError):
-                raise from_os(exc, self.path, "write") from None
-            raise
+            self._sync = sync
+        with writing(conn, self.path):
+            yield conn
 
     def _watch_row(self, name: str) -> int:
         conn = self._require()
@@ -297,10 +279,6 @@ class StateStore:
                                     [(n, stored_path(m.path), m.inode, m.size) for n, m in marks.items()])
         if marks.keys() & self.intents.keys():
             pending.clear(self._require(), marks.keys() & self.intents.keys())
-
-    def _drop_intents(self, marks: Mapping[str, OutputMark]) -> None:
-        for name in marks:
-            self.intents.pop(name, None)
 
     def _prune_point(self, committing: str, horizon: datetime) -> int | None:
         names = self._active if self._active is not None else set(self._watches)
