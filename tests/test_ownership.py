@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
+from collector.daemon import Collector
 from collector.ownership import claim_path
-from collector.simulator import Filter, Simulator
-from tests.conftest import config_dict, run_cli, write_config
+from collector.simulator import Filter, MailFlow, Simulator
+from tests.conftest import config_dict, make_config, run_cli, write_config
 from tests.test_search import (
     AT, DENSE, SPARSE, _start_search, _wait_for_lines, keys_in_order, read_raw, sim_config, span_args, truth,
 )
@@ -117,3 +124,44 @@ def test_a_resumed_search_keeps_what_another_search_appended(tmp_path: Path) -> 
         keys_in_order(read_raw(data[len(kept):].decode().splitlines()))
     assert len(found) == len(set(found)) and set(found) == expected
     assert not claim_path(out).exists(), "a search that ended complete still claims its file"
+
+
+def test_a_failed_chunk_takes_back_only_its_own_bytes(tmp_path: Path, now: datetime) -> None:
+    """Another process appended to the file between two polls; the next chunk fails on a second output (a pipe
+    whose reader went away): the file is not cut back over the other process's bytes."""
+    flow = MailFlow(seed=12, start=now - timedelta(hours=2), end=now, count=300)
+    fifo, out = tmp_path / "pipe", tmp_path / "out.ndjson"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    drained = threading.Event()
+
+    def drain() -> None:
+        while not drained.is_set():
+            try:
+                os.read(reader, 1 << 16)
+            except BlockingIOError:
+                time.sleep(0.01)
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    outputs = [{"name": "archive", "format": "raw", "sink": {"type": "file", "path": str(out)}},
+               {"name": "pipe", "format": "raw", "sink": {"type": "file", "path": str(fifo)}}]
+    with Simulator(flow, clock=lambda: now) as sim:
+        c = Collector(make_config(sim, tmp_path, outputs=outputs), registry=CollectorRegistry())
+        try:
+            (first,) = c.run_once(now=lambda: now - timedelta(hours=1))
+            assert first.ok and out.stat().st_size > 0
+            drained.set()
+            thread.join()
+            os.close(reader)
+            theirs = b'{"appended by another process": 1}\n'
+            with open(out, "ab") as f:
+                f.write(theirs)
+            kept = out.read_bytes()
+            with capture_logs() as logs:
+                (failed,) = c.run_once(now=lambda: now)
+        finally:
+            c.close()
+    assert not failed.ok and failed.error.error_type == "sink", failed.error
+    assert out.read_bytes().startswith(kept), "the failed chunk was cut back over another process's bytes"
+    assert [e for e in logs if e["event"] == "sink.file.foreign_tail_kept"]
