@@ -141,7 +141,8 @@ class Pipeline:
             except BaseException as exc:
                 # Whatever went wrong, nothing of this chunk may stay in a file the checkpoint does not cover.
                 for out in self.outputs:
-                    out.sink.rollback()
+                    if out.sink.rollback():
+                        self.metrics.sink_errors.labels(out.name).inc()
                 if letters is not None:
                     self._take_back(letters)
                 if isinstance(exc, StateError):

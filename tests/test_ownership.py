@@ -165,3 +165,4 @@ def test_a_failed_chunk_takes_back_only_its_own_bytes(tmp_path: Path, now: datet
     assert not failed.ok and failed.error.error_type == "sink", failed.error
     assert out.read_bytes().startswith(kept), "the failed chunk was cut back over another process's bytes"
     assert [e for e in logs if e["event"] == "sink.file.foreign_tail_kept"]
+    assert c.metrics.registry.get_sample_value("mimecast_collector_sink_errors_total", {"output": "archive"}) == 1

@@ -130,26 +130,29 @@ class FileSink:
             self._marked = None
         self._unsettled = b""
 
-    def rollback(self) -> None:
-        """Truncate back to the last committed length, when what lies past it is what this sink wrote."""
+    def rollback(self) -> bool:
+        """Truncate back to the last committed length, when what lies past it is what this sink wrote; True
+        when bytes past it were kept instead (another process appended to the file)."""
         self._marked = None
         self._staged = None
         written, self._unsettled = self._unsettled, b""
         try:
             size = self._size() if self._regular and self._fd is not None else self._committed
             if size <= self._committed:
-                return
+                return False
             if prefix_matches(self.path, (self._device, self._inode), self._committed, size, written):
                 self._truncate(self._committed)
-                return
+                return False
             self._log.error("sink.file.foreign_tail_kept", path=str(self.path), committed=self._committed,
                             kept_bytes=size - self._committed,
                             reason="bytes past the committed length are not only what this collector wrote "
                                    "(another process appended to the file): they are kept, and the chunk is "
                                    "shipped again after them")
             self._committed = size
+            return True
         except (OSError, SinkError) as exc:
             self._log.error("sink.file.rollback_failed", path=str(self.path), error=str(exc))
+        return False
 
     def reopen(self) -> None:
         """Close and open the path again (logrotate moved the file away)."""
