@@ -13,15 +13,17 @@ from typing import NoReturn
 from collector import __version__
 from collector.config import Config, load_config
 from collector.config import default_config_path, format_duration
-from collector.errors import CollectorError, ConfigError, StateCorruptError
+from collector.errors import CollectorError, ConfigError, StateCorruptError, StateResourceError
 from collector.search import add_search_parser, run_search
 from collector.signals import Hangup
 from collector.simulate import add_simulator_parser, run_simulator
 
-__all__ = ["EX_BROKEN_PIPE", "EX_CONFIG", "EX_DATAERR", "build_parser", "main"]
+__all__ = ["EX_BROKEN_PIPE", "EX_CONFIG", "EX_DATAERR", "EX_TEMPFAIL", "build_parser", "main"]
 
 EX_CONFIG = 78
 EX_DATAERR = 65
+# The checkpoint's file system is full, read-only or not permitted: the service restarts and continues.
+EX_TEMPFAIL = 75
 EX_BROKEN_PIPE = 128 + 13
 
 
@@ -150,6 +152,9 @@ def _command(args: argparse.Namespace, hangup: Hangup) -> int:
     except StateCorruptError as exc:
         print(f"mimecast-collector: {exc}", file=sys.stderr)
         return EX_DATAERR
+    except StateResourceError as exc:
+        print(f"mimecast-collector: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     except CollectorError as exc:  # a runtime condition found after the configuration passed: one line
         print(f"mimecast-collector: {exc}", file=sys.stderr)
         return 1

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+from contextlib import suppress
 from pathlib import Path
 
-from collector.errors import StateError, StateLockedError
+from collector.errors import StateLockedError
+from collector.state.failures import from_os
 
 __all__ = ["lock_holder", "take_lock"]
 
@@ -26,12 +28,13 @@ def take_lock(lock_path: Path, state_path: Path) -> int:
 
     Raises:
         StateLockedError: another instance holds it.
-        StateError: the lock file or its folder cannot be opened or written.
+        StateResourceError: the lock file or its folder cannot be opened or written (full, read-only, permission).
+        StateError: the lock file or its folder cannot be opened for another reason.
     """
     try:
         folder = os.open(lock_path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        raise StateError(f"cannot open the folder of the lock file {lock_path}: {exc.strerror}") from None
+        raise from_os(exc, lock_path.parent, "open", "the folder of the lock file") from None
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)  # one starter at a time; held for a few system calls
         held, holder = _look(lock_path)
@@ -47,7 +50,8 @@ def take_lock(lock_path: Path, state_path: Path) -> int:
 def _replace(lock_path: Path) -> int:
     """A new lock file holding this pid, locked, renamed over ``lock_path``; its descriptor."""
     for leftover in lock_path.parent.glob(f"{lock_path.name}.*.tmp"):  # a starter that died before its rename
-        leftover.unlink(missing_ok=True)
+        with suppress(OSError):  # a read-only folder is reported by the open below
+            leftover.unlink(missing_ok=True)
     fresh = lock_path.with_name(f"{lock_path.name}.{os.getpid()}.tmp")
     fd = -1
     try:
@@ -58,8 +62,9 @@ def _replace(lock_path: Path) -> int:
     except OSError as exc:
         if fd >= 0:
             os.close(fd)
-        fresh.unlink(missing_ok=True)
-        raise StateError(f"cannot write the lock file {lock_path}: {exc.strerror or exc}") from None
+        with suppress(OSError):
+            fresh.unlink(missing_ok=True)
+        raise from_os(exc, lock_path, "write", "the lock file") from None
     return fd
 
 
