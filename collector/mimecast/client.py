@@ -12,13 +12,14 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+import urllib3
 import structlog
 
 from collector import __version__
 from collector.config import HmacAuth, MimecastConfig, WatchConfig
 from collector.errors import (
-    ApiError, ApiFailError, AuthError, BindingExpiredError, MalformedResponseError, RateLimitedError,
-    RecordError, TransientApiError,
+    ApiError, ApiFailError, AuthError, BindingExpiredError, EndpointNotFoundError, MalformedResponseError,
+    RateLimitedError, RecordError, TransientApiError,
 )
 from collector.mimecast.auth import Authenticator, HmacSigner, OAuthTokenSource
 from collector.mimecast.envelope import TOKEN_EXPIRED, first_failure, tracked_emails
@@ -223,6 +224,10 @@ class MimecastClient:
                 "the API 1.0 access key binding has expired (HTTP 418); generate a new access key and secret key "
                 "for the API user and set its authentication profile's cache TTL to never expire",
                 status=418, code=code)
+        if status in (404, 405):
+            raise EndpointNotFoundError(f"the search endpoint was not found (HTTP {status} from {_path(self._cfg.base_url)}"
+                                        f"{self._cfg.search_path}); "
+                                        "check base_url: the region's API host, no path", status=status, code=code)
         if status == 429:
             reset = reset_seconds(response.headers.get("X-RateLimit-Reset"))
             wait = _DEFAULT_RESET_S if reset is None else max(reset, _MIN_429_WAIT_S)
@@ -239,6 +244,10 @@ class MimecastClient:
     def _count_retry(self, reason: str) -> None:
         if self._metrics is not None:
             self._metrics.api_retries.labels(reason).inc()
+
+
+def _path(url: str) -> str:
+    return urllib3.util.parse_url(url).path or ""
 
 
 def _constant(name: str) -> str:

@@ -13,19 +13,81 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from collector.errors import ApiError, TransientApiError
+from collector.errors import TlsError, TransientApiError
 
-__all__ = ["DeadlineAdapter", "Observer", "post", "tls_failure"]
+__all__ = ["DeadlineAdapter", "Observer", "connection_failure", "post", "tls_failure"]
 
 Observer = Callable[[str, str, float], None]
 
 
-def tls_failure(exc: requests.exceptions.SSLError) -> ApiError:
-    """A TLS failure talking to Mimecast: not retried, because retrying cannot fix a certificate."""
-    reason = exc.args[0] if exc.args else exc
-    detail = "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in str(reason) else type(reason).__name__
-    return ApiError(f"TLS verification of Mimecast failed ({detail}); check base_url, tls_verify (a CA bundle "
-                    "for a TLS-inspecting proxy) and proxy")
+def tls_failure(exc: requests.exceptions.SSLError, url: str = "") -> TlsError:
+    """A TLS failure talking to Mimecast: not retried, because retrying cannot fix a certificate or a port.
+
+    A server that answers a TLS hello in plain text is not a certificate problem: ``https://`` points at a
+    port that does not speak TLS (a plain-HTTP port, or a proxy given as ``https://``).
+    """
+    text = str(exc)
+    where = _host_port(url) or "Mimecast"
+    if any(mark in text for mark in _PLAIN_TEXT_ANSWERS):
+        return TlsError(f"{where} does not speak TLS (the TLS handshake got a plain-text answer); "
+                        "check base_url's scheme and port (and proxy's)", kind="tls_protocol")
+    detail = "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in text else _innermost(exc)
+    return TlsError(f"TLS verification of {where} failed ({detail}); check base_url, tls_verify (a CA bundle "
+                    "for a TLS-inspecting proxy) and proxy", kind="tls_verify")
+
+
+def connection_failure(exc: BaseException, url: str, what: str) -> TransientApiError:
+    """A connection that never carried a request: a name that does not resolve, or a refused or unreachable port."""
+    where = _host_port(url)
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return TransientApiError(f"{what} failed: the proxy cannot be reached ({_innermost(exc)}); check proxy",
+                                 kind="connection")
+    if _caused_by(exc, urllib3.exceptions.NameResolutionError) or "Failed to resolve" in str(exc):
+        host = urllib3.util.parse_url(url).host or url
+        return TransientApiError(f"{what} failed: cannot resolve {host} (DNS); check base_url's host name and "
+                                 "this host's DNS resolver", kind="dns")
+    reason = "connection refused" if _caused_by(exc, ConnectionRefusedError) or "Connection refused" in str(exc) \
+        else _innermost(exc)
+    return TransientApiError(f"{what} failed: cannot connect to {where} ({reason}); check base_url, proxy and "
+                             "that a firewall lets this host reach it", kind="connection")
+
+
+# OpenSSL's words for a handshake answered by something that is not TLS (a plain HTTP server says "HTTP/1.0 400").
+_PLAIN_TEXT_ANSWERS = ("WRONG_VERSION_NUMBER", "wrong version number", "RECORD_LAYER_FAILURE", "packet length too long",
+                       "http request", "UNKNOWN_PROTOCOL")
+
+
+def _host_port(url: str) -> str:
+    if not url:
+        return ""
+    parsed = urllib3.util.parse_url(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return f"{parsed.host}:{port}"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 20:
+        item = todo.pop()
+        if any(item is s for s in seen):
+            continue
+        seen.append(item)
+        todo.extend(a for a in getattr(item, "args", ()) if isinstance(a, BaseException))
+        for linked in (getattr(item, "reason", None), item.__cause__, item.__context__):
+            if isinstance(linked, BaseException):
+                todo.append(linked)
+    return seen
+
+
+def _caused_by(exc: BaseException, kind: type) -> bool:
+    return any(isinstance(e, kind) for e in _chain(exc))
+
+
+def _innermost(exc: BaseException) -> str:
+    chain = _chain(exc)
+    errno = next((e for e in chain if isinstance(e, OSError) and e.strerror), None)
+    return errno.strerror if errno is not None else type(chain[-1]).__name__
 
 
 def post(session: requests.Session, url: str, *, endpoint: str, what: str, observe: Observer,
@@ -39,7 +101,7 @@ def post(session: requests.Session, url: str, *, endpoint: str, what: str, obser
 
     Raises:
         TransientApiError: the deadline passed, a timeout or a connection failure (retryable).
-        ApiError: TLS verification failed (not retryable).
+        TlsError: TLS failed: verification, or the port does not speak TLS (not retryable).
     """
     started = time.monotonic()
     adapter = _deadline_adapter(session, url)
@@ -57,9 +119,10 @@ def post(session: requests.Session, url: str, *, endpoint: str, what: str, obser
                 raise TransientApiError(f"{what} timed out after {timeout:g}s", kind="timeout") from None
             if isinstance(exc, requests.exceptions.SSLError):
                 observe(endpoint, "tls", elapsed)
-                raise tls_failure(exc) from None
-            observe(endpoint, "connection", elapsed)
-            raise TransientApiError(f"{what} failed: {type(exc).__name__}", kind="connection") from None
+                raise tls_failure(exc, url) from None
+            failure = connection_failure(exc, url, what)
+            observe(endpoint, failure.error_type, elapsed)
+            raise failure from None
     observe(endpoint, str(response.status_code), time.monotonic() - started)
     return response
 
