@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -81,6 +82,9 @@ class Collector:
         self.log = structlog.get_logger("collector.daemon")
         self.state = StateStore(config.collection.state_file).open()
         self.state.prepare(w.name for w in config.watches)
+        names = [w.name for w in config.watches]
+        self.metrics.watermark.follow(lambda: {n: self.state.watch(n).watermark for n in names})
+        self.metrics.start_time.set(time.time())
         try:
             outputs = [Output(o.name, build_formatter(o.format, o.options),
                               build_sink(o.name, o.sink, metrics=self.metrics)) for o in config.outputs]

@@ -166,10 +166,13 @@ class Pipeline:
             out.sink.flush()
         except SinkError:
             self.metrics.sink_errors.labels(out.name).inc()
+            self.metrics.output_failing.labels(out.name).set(1)
             raise
         except OSError as exc:
             self.metrics.sink_errors.labels(out.name).inc()
+            self.metrics.output_failing.labels(out.name).set(1)
             raise SinkError(out.name, str(exc)) from None
+        self.metrics.output_failing.labels(out.name).set(0)
 
     def _committed(self, out: Output) -> None:
         try:
