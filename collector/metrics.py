@@ -86,6 +86,8 @@ class Metrics:
         self.syslog_oversize = counter("syslog_oversize", "Syslog messages over max_message_bytes, by action.",
                                        ("output", "action"))
         self.state_write_errors = counter("state_write_errors", "Failed writes of the checkpoint file.")
+        self.state_failing = gauge("state_failing", "1 while the latest write of the checkpoint failed, 0 once "
+                                   "one succeeds.")
         self.build_info = gauge("build_info", "Version of the running collector.", ("version",))
         self.build_info.labels(__version__).set(1)
         if process:

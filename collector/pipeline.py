@@ -125,7 +125,9 @@ class Pipeline:
                     out.sink.rollback()
                 if isinstance(exc, StateError):
                     self.metrics.state_write_errors.inc()
+                    self.metrics.state_failing.set(1)
                 raise
+            self.metrics.state_failing.set(0)
             for out in self.outputs:
                 self._committed(out)
                 self.metrics.events.labels(chunk.watch, out.name).inc(len(rendered[out.name]))
@@ -205,7 +207,9 @@ class Pipeline:
             self.state.record_marks(marks)
         except StateError:
             self.metrics.state_write_errors.inc()
+            self.metrics.state_failing.set(1)
             raise
+        self.metrics.state_failing.set(0)
 
     def _reopen_sinks(self) -> None:
         for out in self.outputs:
