@@ -47,7 +47,12 @@ class Metrics:
         self.rate_limited = counter("rate_limited", "HTTP 429 answers from Mimecast.")
         self.rate_limit_remaining = gauge("rate_limit_remaining", "X-RateLimit-Remaining of Mimecast's latest answer.")
         self.rate_limit_limit = gauge("rate_limit_limit", "X-RateLimit-Limit of Mimecast's latest answer.")
-        self.rate_limit_wait = counter("rate_limit_wait_seconds", "Seconds spent waiting out rate limits.")
+        self.rate_limit_wait = counter("rate_limit_wait_seconds", "Wall-clock seconds the shared rate gate was "
+                                       "closed by HTTP 429 answers (once for all watches).")
+        self.quota_paced = counter("quota_paced_seconds", "Wall-clock seconds the shared rate gate held searches "
+                                   "back to keep the quota's reserve (once for all watches).")
+        self.quota_pacing = gauge("quota_pacing", "1 during a quota pacing episode (searches held back to keep "
+                                  "the reserve within the last minute or Reset), else 0.")
         self.splits = counter("searches_split", "Searches at the result cap, searched again narrower.", ("watch",))
         self.truncated = counter("searches_truncated", "One-second searches still at the result cap (records may be missing).", ("watch",))
         self.answer_records = Histogram(f"{_NS}_answer_records", "Tracked emails per search answer.",
