@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.process_collector import ProcessCollector
 
 from collector import __version__
@@ -105,6 +105,8 @@ class Metrics:
 
 
 def serve_metrics(metrics: Metrics, host: str, port: int) -> Any:
-    """Serve ``/metrics`` on ``host:port``; return the server (call ``shutdown()`` to stop)."""
-    server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
-    return server
+    """Serve ``/metrics`` on ``host:port`` from one thread, connections bounded and each with a deadline;
+    return the server (call ``shutdown()`` then ``server_close()`` to stop)."""
+    from collector.metrics_server import MetricsServer
+
+    return MetricsServer(metrics.registry, host, port).start()
