@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
@@ -54,7 +54,12 @@ class Metrics:
                                            "latest answer that had it (absent until one has).", registry)
         self.rate_limit_limit = Latest(f"{_NS}_rate_limit_limit", "X-RateLimit-Limit of Mimecast's latest answer "
                                        "that had it (absent until one has).", registry)
-        self.rate_limit_wait = counter("rate_limit_wait_seconds", "Seconds spent waiting out rate limits.")
+        self.rate_limit_wait = counter("rate_limit_wait_seconds", "Wall-clock seconds the shared rate gate was "
+                                       "closed by HTTP 429 answers (once for all watches).")
+        self.quota_paced = counter("quota_paced_seconds", "Wall-clock seconds the shared rate gate held searches "
+                                   "back to keep the quota's reserve (once for all watches).")
+        self.quota_pacing = gauge("quota_pacing", "1 during a quota pacing episode (searches held back to keep "
+                                  "the reserve within the last minute or Reset), else 0.")
         self.splits = counter("searches_split", "Searches at the result cap, searched again narrower.", ("watch",))
         self.truncated = counter("searches_truncated", "One-second searches still at the result cap (records may be missing).", ("watch",))
         self.answer_records = Histogram(f"{_NS}_answer_records", "Tracked emails per search answer.",
@@ -189,6 +194,8 @@ class _WithoutCreated:
 
 
 def serve_metrics(metrics: Metrics, host: str, port: int) -> Any:
-    """Serve ``/metrics`` on ``host:port``; return the server (call ``shutdown()`` to stop)."""
-    server, _thread = start_http_server(port, addr=host, registry=_WithoutCreated(metrics.registry))
-    return server
+    """Serve ``/metrics`` on ``host:port`` from one thread, connections bounded and each with a deadline;
+    return the server (call ``shutdown()`` then ``server_close()`` to stop)."""
+    from collector.metrics_server import MetricsServer
+
+    return MetricsServer(_WithoutCreated(metrics.registry), host, port).start()

@@ -12,8 +12,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-import urllib3
 import structlog
+import urllib3
 
 from collector import __version__
 from collector.config import HmacAuth, MimecastConfig, WatchConfig
@@ -23,7 +23,7 @@ from collector.errors import (
 )
 from collector.mimecast.auth import Authenticator, HmacSigner, OAuthTokenSource
 from collector.mimecast.envelope import TOKEN_EXPIRED, first_failure, tracked_emails
-from collector.mimecast.ratelimit import RateGate, backoff_delay, parse_quota, reset_seconds
+from collector.mimecast.ratelimit import RateGate, Slot, backoff_delay, parse_quota, reset_seconds
 from collector.mimecast.wire import post
 from collector.records import TrackedEmail, parse_tracked_email
 
@@ -80,9 +80,9 @@ class MimecastClient:
         self._metrics = metrics
         self._rand = rand
         self._log = structlog.get_logger("collector.mimecast")
-        self.gate = RateGate(stop=stop)
-        self._paced = False
-        self._pacing_lock = threading.Lock()
+        self.gate = RateGate(stop=stop, on_held=self._held, on_pacing=self._pacing)
+        if metrics is not None:
+            metrics.quota_pacing.set_function(lambda: float(self.gate.pacing()))
         self._session = session or requests.Session()
         self._session.headers["User-Agent"] = f"mimecast-collector/{__version__}"
         self._proxies = {"http": config.proxy.reveal(), "https": config.proxy.reveal()} if config.proxy else None
@@ -128,9 +128,9 @@ class MimecastClient:
     def _post(self, body: dict[str, Any]) -> tuple[list[Any], datetime | None]:
         attempt, refreshed, rate_waited, limited = 0, False, 0.0, 0
         while True:
-            self.gate.wait()
+            slot = self.gate.wait()
             try:
-                return self._attempt(body)
+                return self._attempt(body, slot)
             except _TokenExpired:
                 if refreshed or not self._auth.invalidate():
                     raise AuthError("Mimecast rejected a freshly issued token (HTTP 401)", status=401) from None
@@ -147,8 +147,6 @@ class MimecastClient:
                                            f"and {limited} refusals; giving up until the next poll",
                                            wait_seconds=wait) from None
                 rate_waited += wait
-                if self._metrics is not None:
-                    self._metrics.rate_limit_wait.inc(wait)
                 self._log.warning("mimecast.rate_limited", wait_s=round(wait, 3), waited_s=round(rate_waited, 3))
             except ApiError as exc:
                 if not exc.retryable or attempt >= self._cfg.retries:
@@ -160,7 +158,7 @@ class MimecastClient:
                                   of=self._cfg.retries, delay_s=round(delay, 3), error=str(exc))
                 self.gate.sleep(delay)
 
-    def _attempt(self, body: dict[str, Any]) -> tuple[list[Any], datetime | None]:
+    def _attempt(self, body: dict[str, Any], slot: Slot) -> tuple[list[Any], datetime | None]:
         path = self._cfg.search_path
         try:
             headers = {"Content-Type": "application/json", "Accept": "application/json",
@@ -168,12 +166,12 @@ class MimecastClient:
             response = post(self._session, self._cfg.base_url + path, endpoint="search", what="search",
                             observe=self._observe, timeout=self._cfg.timeout, json=body, headers=headers,
                             verify=self._cfg.tls_verify, proxies=self._proxies)
-            self._read_quota(response)
+            self._read_quota(response, slot)
         finally:
-            self.gate.done()
+            self.gate.done(slot)
         return self._interpret(response), _server_date(response.headers.get("Date"))
 
-    def _read_quota(self, response: requests.Response) -> None:
+    def _read_quota(self, response: requests.Response, slot: Slot) -> None:
         quota = parse_quota(response.headers)
         if quota.limit is not None and self._metrics is not None:
             self._metrics.rate_limit_limit.set(quota.limit)
@@ -182,19 +180,15 @@ class MimecastClient:
         if response.status_code == 429:
             return
         reserve = self._cfg.quota_reserve.of(quota.limit) if quota.limit is not None else 0
-        pacing = self.gate.observe(quota, reserve, self._cfg.max_rate_limit_wait)
-        if quota.limit is None or quota.remaining is None:
-            return
-        with self._pacing_lock:
-            # Paced, the budget hovers at the reserve and flips with every answer: report the episode, which ends
-            # only once the quota is back to twice the reserve, not every flip.
-            recovered = quota.remaining >= min(quota.limit, max(2 * reserve, reserve + 1))
-            if pacing == self._paced or (not pacing and not recovered):
-                return
-            self._paced = pacing
-        event = "mimecast.quota_pacing_started" if pacing else "mimecast.quota_pacing_ended"
-        self._log.info(event, remaining=quota.remaining, limit=quota.limit, reserve=reserve,
-                       reset_s=None if quota.reset_s is None else round(quota.reset_s, 3))
+        self.gate.observe(quota, reserve, self._cfg.max_rate_limit_wait, slot)
+
+    def _held(self, reason: str, seconds: float) -> None:
+        if self._metrics is not None and seconds > 0:
+            (self._metrics.quota_paced if reason == "paced" else self._metrics.rate_limit_wait).inc(seconds)
+
+    def _pacing(self, started: bool, facts: dict[str, Any]) -> None:
+        # Paced, the budget hovers at the reserve and flips with nearly every answer: the gate reports the episode.
+        self._log.info("mimecast.quota_pacing_started" if started else "mimecast.quota_pacing_ended", **facts)
 
     def _interpret(self, response: requests.Response) -> list[Any]:
         status = response.status_code
@@ -225,8 +219,8 @@ class MimecastClient:
                 "for the API user and set its authentication profile's cache TTL to never expire",
                 status=418, code=code)
         if status in (404, 405):
-            raise EndpointNotFoundError(f"the search endpoint was not found (HTTP {status} from {_path(self._cfg.base_url)}"
-                                        f"{self._cfg.search_path}); "
+            path = _path(self._cfg.base_url) + self._cfg.search_path
+            raise EndpointNotFoundError(f"the search endpoint was not found (HTTP {status} from {path}); "
                                         "check base_url: the region's API host, no path", status=status, code=code)
         if status == 429:
             reset = reset_seconds(response.headers.get("X-RateLimit-Reset"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import socket
 import threading
 import time
@@ -95,8 +96,9 @@ def post(session: requests.Session, url: str, *, endpoint: str, what: str, obser
     """POST ``url`` and read the whole answer within ``timeout`` seconds, connect to last byte.
 
     ``requests``' own timeout bounds each socket read, so a server that trickles
-    a byte at a time would never trip it; here a timer shuts the connection
-    down when the deadline passes, whatever phase the exchange is in. The code
+    a byte at a time would never trip it; here the adapter's deadline thread
+    (one for all requests) shuts the connection down when the deadline passes,
+    whatever phase the exchange is in. The code
     and latency go to ``observe`` (``endpoint``, ``code``, seconds).
 
     Raises:
@@ -147,10 +149,15 @@ def _deadline_adapter(session: requests.Session, url: str) -> DeadlineAdapter:
 class _Abort:
     """The connection of one request in flight, shut down when its deadline passes."""
 
-    def __init__(self) -> None:
+    def __init__(self, when: float) -> None:
         self._lock = threading.Lock()
         self._conn: Any = None
+        self.when = when
         self.fired = False
+        self.cancelled = False
+
+    def __lt__(self, other: _Abort) -> bool:
+        return self.when < other.when
 
     def attach(self, conn: Any) -> None:
         """Follow ``conn``; shut it down at once if the deadline has already passed."""
@@ -160,10 +167,17 @@ class _Abort:
                 self._shutdown()
 
     def fire(self) -> None:
-        """The deadline passed: end every read and write on the connection now."""
+        """The deadline passed: end every read and write on the connection now, unless the request ended."""
         with self._lock:
+            if self.cancelled:
+                return
             self.fired = True
             self._shutdown()
+
+    def cancel(self) -> None:
+        """The request ended in time: the connection may now serve another request and must be left alone."""
+        with self._lock:
+            self.cancelled = True
 
     def _shutdown(self) -> None:
         sock = getattr(self._conn, "sock", None)
@@ -176,27 +190,79 @@ class _Abort:
             pass
 
 
+class _Deadlines:
+    """Every deadline of one adapter, watched by one thread for all requests (a timer per search would be a
+    thread per search), started with the first deadline and ended by :meth:`close`."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[_Abort] = []
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def add(self, seconds: float) -> _Abort:
+        """A deadline ``seconds`` from now."""
+        abort = _Abort(time.monotonic() + seconds)
+        with self._cond:
+            heapq.heappush(self._heap, abort)
+            if self._thread is None or not self._thread.is_alive():
+                self._closed = False
+                self._thread = threading.Thread(target=self._watch, name="mimecast-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return abort
+
+    def cancel(self, abort: _Abort) -> None:
+        """The request ended in time; its deadline is forgotten when it comes up."""
+        abort.cancel()
+
+    def close(self) -> None:
+        """End the watching thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _watch(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0].cancelled:
+                    heapq.heappop(self._heap)
+                if self._closed:
+                    return
+                left = self._heap[0].when - time.monotonic() if self._heap else None
+                if left is None or left > 0:
+                    self._cond.wait(left)
+                    continue
+                due = heapq.heappop(self._heap)
+            due.fire()
+
+
 class DeadlineAdapter(HTTPAdapter):
     """An HTTP adapter whose connections can be shut down by a deadline set on the calling thread."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._local = threading.local()
         self._classes: dict[type, type] = {}
+        self._deadlines = _Deadlines()
         super().__init__(*args, **kwargs)
 
     @contextmanager
     def deadline(self, seconds: float) -> Iterator[_Abort]:
         """Shut down the connection this thread uses if the block is still running after ``seconds``."""
-        abort = _Abort()
-        timer = threading.Timer(seconds, abort.fire)
-        timer.daemon = True
+        abort = self._deadlines.add(seconds)
         self._local.abort = abort
-        timer.start()
         try:
             yield abort
         finally:
-            timer.cancel()
+            self._deadlines.cancel(abort)
             self._local.abort = None
+
+    def close(self) -> None:
+        """Close pooled connections and end the deadline thread."""
+        super().close()
+        self._deadlines.close()
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:  # requests < 2.32
         """The connection pool for a request, with connections that report to the deadline."""
