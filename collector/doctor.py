@@ -12,7 +12,7 @@ from typing import TextIO
 
 from collector.config import Config, OutputConfig, WatchConfig
 from collector.errors import (
-    ApiError, ApiFailError, AuthError, BindingExpiredError, CollectorError, EndpointNotFoundError, RateLimitedError,
+    ApiFailError, AuthError, BindingExpiredError, CollectorError, EndpointNotFoundError, RateLimitedError,
     StateCorruptError, StateError, StateLockedError, TlsError, TransientApiError,
 )
 from collector.mimecast.client import MimecastClient

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from collector.errors import ApiError, AuthError, EndpointNotFoundError, TlsError, TransientApiError
 from collector.metrics import Metrics
@@ -21,7 +22,8 @@ from tests.conftest import make_config
 HMAC = {"type": "hmac", "app_id": "a", "app_key": "b", "access_key": "c", "secret_key": "ZA=="}
 
 
-def search(sim: Simulator, tmp_path: Path, now: datetime, metrics: Metrics | None = None, **mimecast: object) -> ApiError:
+def search(sim: Simulator, tmp_path: Path, now: datetime, metrics: Metrics | None = None,
+           **mimecast: object) -> ApiError:
     config = make_config(sim, tmp_path, mimecast={"retries": 1, **mimecast})
     client = MimecastClient(config.mimecast, metrics=metrics)
     try:
@@ -65,7 +67,7 @@ def test_https_to_a_plain_http_port_is_a_tls_protocol_mismatch(sim: Simulator, t
 def test_a_refused_connection_names_host_and_port(sim: Simulator, tmp_path: Path, now: datetime) -> None:
     """Nobody listening: retried, then an error naming 127.0.0.1:<port> and the refusal."""
     port = closed_port()
-    metrics = Metrics(__import__("prometheus_client").CollectorRegistry(), process=False)
+    metrics = Metrics(CollectorRegistry(), process=False)
     error = search(sim, tmp_path, now, metrics=metrics, base_url=f"http://127.0.0.1:{port}", auth=HMAC)
     assert isinstance(error, TransientApiError) and error.error_type == "connection"
     assert f"cannot connect to 127.0.0.1:{port} (connection refused)" in str(error)

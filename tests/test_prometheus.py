@@ -126,7 +126,8 @@ class Watcher:
 
     def resolved_at(self, instance: str, name: str, after: float) -> float | None:
         with self._lock:
-            ends = [r for inst, n, f, r in self.episodes if inst == instance and n == name and r is not None and r >= after]
+            ends = [r for inst, n, _f, r in self.episodes
+                    if inst == instance and n == name and r is not None and r >= after]
         return min(ends) if ends else None
 
 
@@ -388,6 +389,40 @@ def clock_skew(ctx: Ctx) -> None:
     ctx.wait_resolved()
 
 
+THREE_WATCHES = [{"name": name, "to": "example.com"} for name in ("inbound", "second", "third")]
+
+
+def quota_paced_behind(ctx: Ctx) -> None:
+    sim = ctx.sim()
+    ctx.start(ctx.config(sim, watches=THREE_WATCHES))
+    ctx.healthy()
+    ctx.begin()
+    # Three watches need three searches every 10 s; the quota gives one back every 12 s.
+    sim.quota = Bucket(10, 12)
+    ctx.wait_fired()
+    ctx.end()
+    sim.quota = Bucket(100_000, 0.01)
+    ctx.wait_resolved()
+
+
+def quota_paced_keeping_up(ctx: Ctx) -> None:
+    sim = ctx.sim()
+    # Each poll searches the last three minutes again (overlap) one minute at a time: four searches back to back.
+    ctx.start(ctx.config(sim, collection={"window": "1m", "overlap": "3m"}))
+    ctx.healthy()
+    ctx.begin()
+    # Three requests, one of them the reserve, one back every 1.5 s: the first two searches of a poll pass, the
+    # next ones are held back until the quota gives one back, and between polls it fills up again.
+    sim.quota = Bucket(3, 1.5)
+    ctx.until("a minute of pacing", lambda: ctx.query(
+        "increase(mimecast_collector_quota_paced_seconds_total{$i}[1m]) > 2"
+        " and on(instance) min_over_time(mimecast_collector_quota_pacing{$i}[1m]) == 1"))
+    assert not ctx.watcher.firing_now(ctx.scenario.instance)
+    ctx.end()
+    sim.quota = Bucket(100_000, 0.01)
+    ctx.wait_resolved()
+
+
 def truncation(ctx: Ctx) -> None:
     now = datetime.now(timezone.utc).replace(microsecond=0)
     burst = MailFlow(seed=5, start=now - timedelta(minutes=20), end=now - timedelta(minutes=20, seconds=-1), count=300)
@@ -395,7 +430,8 @@ def truncation(ctx: Ctx) -> None:
     ctx.begin()
     ctx.start(ctx.config(sim, collection={"result_cap": 2}))
     ctx.wait_fired()
-    ctx.end(ctx.signal_on.get("MimecastCollectorTruncatedSearches", ctx.onset))   # an event: it is over as soon as it is counted
+    # An event: it is over as soon as it is counted.
+    ctx.end(ctx.signal_on.get("MimecastCollectorTruncatedSearches", ctx.onset))
     ctx.wait_resolved()
 
 
@@ -419,6 +455,14 @@ SCENARIOS = [
      {"MimecastCollectorPollStuck": None}),
     ("clock skew", "Mimecast's Date 120 s ahead, then right again", clock_skew,
      {"MimecastCollectorClockSkew": "abs(mimecast_collector_clock_skew_seconds{$i}) > 60"}),
+    ("quota paced, falling behind", "three watches, the quota giving one search back every 12 s, then plenty",
+     quota_paced_behind,
+     # Each watch completes a poll only every 36 s, 36 minutes at the shipped durations: that is stalled too.
+     {"MimecastCollectorQuotaPacingBehind": "time() - mimecast_collector_watermark_timestamp_seconds{$i} > 30",
+      "MimecastCollectorStalled": (None, "time() - mimecast_collector_last_success_timestamp_seconds{$i} > 30")}),
+    ("quota paced, keeping up", "a quota of 3 (1 in reserve) refilling every 1.5 s, one watch searching four times "
+     "back to back every 10 s", 
+     quota_paced_keeping_up, {}),
     ("truncation", "301 messages in one second, result_cap 2", truncation,
      {"MimecastCollectorTruncatedSearches": "mimecast_collector_searches_truncated_total{$i} > 0"}),
 ]
@@ -427,7 +471,8 @@ SCENARIOS = [
 def test_scale_rules_divides_every_duration_and_nothing_else() -> None:
     """The documented transform: for, windows, offsets and N * 60 shrink by the factor; other numbers stay."""
     expr = "increase(x[1h]) > 0 or (x > 0 unless x offset 1h) or time() - y > 30 * 60 or abs(z) > 60"
-    assert scale_expr(expr, 60) == "increase(x[60000ms]) > 0 or (x > 0 unless x offset 60000ms) or time() - y > 30 or abs(z) > 60"
+    assert scale_expr(expr, 60) == ("increase(x[60000ms]) > 0 or (x > 0 unless x offset 60000ms) or time() - y > 30"
+                                    " or abs(z) > 60")
     assert scaled("5m", 60) == "5000ms" and scaled("15m", 4) == "225000ms"
     scaled_rules = scale_rules((MONITORING / "alerts.yml").read_text(), FACTOR)
     assert "m]" not in scaled_rules and "h]" not in scaled_rules and " * 60" not in scaled_rules
