@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import socketserver
 import sqlite3
+import subprocess
 import threading
 import time
 import traceback
@@ -563,3 +565,51 @@ def dashboard_gaps(prom: Prometheus) -> list[str]:
         if not prom.query(query):
             gaps.append(expr)
     return gaps
+
+
+def test_alertmanager_example_mutes_an_instance_while_it_is_down(tmp_path: Path) -> None:
+    """The shipped Alertmanager example, run for real: while MimecastCollectorDown fires for an instance, that
+    instance's other alerts are inhibited; another instance's are not."""
+    alertmanager = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    amtool = shutil.which("amtool")
+    if not alertmanager or not amtool:
+        reason = "Alertmanager is not installed (apt-get install prometheus-alertmanager)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; .ci/run installs what the tests need")
+        pytest.skip(reason)
+    check = subprocess.run([amtool, "check-config", str(MONITORING / "alertmanager.yml")], capture_output=True,
+                           text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    port = free_port()
+    with open(tmp_path / "alertmanager.log", "wb") as log:
+        proc = subprocess.Popen([alertmanager, f"--config.file={MONITORING / 'alertmanager.yml'}",
+                                 f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+                                 "--cluster.listen-address="], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/api/v2"
+    try:
+        deadline = time.monotonic() + 30
+        while not _answers(f"{url}/status"):
+            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "alertmanager.log").read_text()
+            time.sleep(0.2)
+
+        def alert(name: str, instance: str) -> dict[str, Any]:
+            return {"labels": {"alertname": name, "job": JOB, "instance": instance, "severity": "critical",
+                               "watch": "inbound"}}
+
+        sent = [alert("MimecastCollectorDown", "a:9464"), alert("MimecastCollectorStalled", "a:9464"),
+                alert("MimecastCollectorStalled", "b:9464")]
+        requests.post(f"{url}/alerts", json=sent, timeout=5).raise_for_status()
+
+        def states() -> dict[tuple[str, str], str]:
+            got = requests.get(f"{url}/alerts", timeout=5).json()
+            return {(a["labels"]["alertname"], a["labels"]["instance"]): a["status"]["state"] for a in got}
+
+        deadline = time.monotonic() + 30
+        while states().get(("MimecastCollectorStalled", "a:9464")) != "suppressed" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert states() == {("MimecastCollectorDown", "a:9464"): "active",
+                            ("MimecastCollectorStalled", "a:9464"): "suppressed",
+                            ("MimecastCollectorStalled", "b:9464"): "active"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
