@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -15,10 +16,11 @@ from collector.errors import ConfigError, StateCorruptError, StateError
 from collector.search import add_search_parser, run_search
 from collector.simulate import add_simulator_parser, run_simulator
 
-__all__ = ["EX_CONFIG", "EX_DATAERR", "build_parser", "main"]
+__all__ = ["EX_BROKEN_PIPE", "EX_CONFIG", "EX_DATAERR", "build_parser", "main"]
 
 EX_CONFIG = 78
 EX_DATAERR = 65
+EX_BROKEN_PIPE = 128 + 13
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--schema", action="store_true",
                        help="print the configuration's JSON Schema (for editors) instead, and exit")
     sub.add_parser("run", parents=[common], help="run the daemon: poll every watch on its interval")
-    sub.add_parser("doctor", parents=[common], help="check state, outputs, credentials and a tiny search per watch")
+    doctor = sub.add_parser("doctor", parents=[common],
+                            help="check state, outputs, credentials and a search per watch (reads only)")
+    doctor.add_argument("--create", action="store_true",
+                        help="first create the missing folders of the state file and of the file outputs")
     reload = sub.add_parser("reload", parents=[common],
                             help="make a running collector reopen its output files (after log rotation)")
     reload.add_argument("--pid", type=int, help="the collector's process id (default: the one holding the state)")
@@ -62,6 +67,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     args = build_parser().parse_args(argv)
     try:
+        code = _command(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`check-config | head`): stop quietly with the status of a tool killed by
+        # SIGPIPE; stdout goes to /dev/null so that the flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EX_BROKEN_PIPE
+    return code
+
+
+def _command(args: argparse.Namespace) -> int:
+    try:
         if args.command == "demo":
             from collector.demo import run_demo
 
@@ -86,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return commands.run(config)
         if args.command == "doctor":
-            return commands.doctor(config)
+            return commands.doctor(config, create=args.create)
         if args.command == "reload":
             return commands.reload(config)
         if args.command == "search":

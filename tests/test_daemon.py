@@ -272,7 +272,7 @@ def test_once_on_a_terminal_shows_a_progress_bar(steady: Simulator, tmp_path: Pa
 
 
 def test_reload_without_a_running_collector_says_so(steady: Simulator, tmp_path: Path) -> None:
-    """reload finds no lock holder and exits 1 with a plain message; --pid signals that process directly."""
+    """reload finds no lock holder and exits 1 with a plain message; --pid refuses a process that is not ours."""
     cfg = write_config(tmp_path, config_dict(steady, tmp_path))
     result = run_cli("reload", "-c", str(cfg))
     assert result.returncode == 1 and "no collector is running" in result.stderr
@@ -280,5 +280,8 @@ def test_reload_without_a_running_collector_says_so(steady: Simulator, tmp_path:
                            "lambda *a: exit(7)); print('ready', flush=True); time.sleep(30)"],
                           stdout=subprocess.PIPE, text=True) as sleeper:
         assert sleeper.stdout is not None and sleeper.stdout.readline() == "ready\n", "the handler is installed"
-        assert run_cli("reload", "--pid", str(sleeper.pid)).returncode == 0
-        assert sleeper.wait(timeout=10) == 7
+        result = run_cli("reload", "--pid", str(sleeper.pid))
+        assert result.returncode == 1 and "it is not a mimecast-collector" in result.stderr
+        time.sleep(0.5)
+        assert sleeper.poll() is None, "the process was signalled"
+        sleeper.kill()

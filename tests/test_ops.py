@@ -69,11 +69,12 @@ def test_units_are_rated_2_or_better(tmp_path: Path, unit: str) -> None:
 
 
 def test_units_run_the_collector_hardened_and_unprivileged() -> None:
-    """The units say what the README promises: notify + watchdog, no restart on bad config, no root."""
+    """The units say what docs/install.md promises: notify + watchdog, no restart on bad config, no root."""
     for unit in UNITS:
         text = (ROOT / "systemd" / unit).read_text()
         for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "RestartPreventExitStatus=65 78",
-                     "DynamicUser=yes", "StateDirectory=", "LogsDirectory=", "ConfigurationDirectory=",
+                     "User=mimecast-collector\nGroup=mimecast-collector\n", "UMask=0027", "LogsDirectoryMode=0750",
+                     "StateDirectory=", "LogsDirectory=", "ConfigurationDirectory=",
                      "LoadCredential=", "ProtectSystem=strict", "NoNewPrivileges=yes", "CapabilityBoundingSet=\n",
                      "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "SystemCallFilter=@system-service"):
             assert line in text, (unit, line)

@@ -20,7 +20,7 @@ from collector.errors import StateCorruptError, StateError
 from collector.state.legacy import looks_like_json, migrate_json
 from collector.state.schema import RESET_HINT, create_schema, verify
 
-__all__ = ["SIDE_FILES", "connect", "legacy_backup"]
+__all__ = ["SIDE_FILES", "connect", "inspect", "legacy_backup"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 # The write-ahead log and its index live beside the database and belong to it.
@@ -164,3 +164,34 @@ def _sync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def inspect(path: Path) -> None:
+    """Check that the existing file at ``path`` is a checkpoint this version reads, writing nothing at all.
+
+    The database is opened immutable: no lock, no write-ahead log or shared memory file is made, so a
+    check run by root leaves no file behind that the service's user could not open. Only for a file no
+    collector is using.
+
+    Raises:
+        StateCorruptError: the file is not a checkpoint this version can read.
+        StateError: the file cannot be read.
+    """
+    head = _head(path)
+    if head and looks_like_json(head):
+        _legacy(path, read_only=True).close()
+        return
+    if not head:
+        return
+    if not (len(head) == 100 and head.startswith(_SQLITE_MAGIC)):
+        raise StateCorruptError(f"the state file {path} is corrupt (neither a checkpoint database nor a version 1 "
+                                f"checkpoint); {RESET_HINT}")
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1", uri=True,
+                               isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot open the state file {path}: {exc}") from None
+    try:
+        verify(conn, path)
+    finally:
+        conn.close()
