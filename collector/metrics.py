@@ -112,6 +112,7 @@ class Metrics:
                 self.poll_runs.labels(watch, outcome)
             for error_type in _ERROR_TYPES:
                 self.poll_errors.labels(watch, error_type)
+                self.poll_failing.labels(watch, error_type)
             for reason in _INVALID_REASONS:
                 self.invalid.labels(watch, reason)
             for metric in (self.records_received, self.duplicates, self.splits, self.truncated, self.gaps,
