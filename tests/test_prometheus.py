@@ -540,14 +540,16 @@ def timing(ctx: Ctx) -> dict[str, Any]:
     rows = []
     for name in ctx.scenario.expected:
         on, off = signals(ctx.scenario, name)
-        shows = ctx.signal_on.get(name, ctx.onset) if on else ctx.onset
-        clears = ctx.signal_off.get(name, ctx.ended) if off else ctx.ended
+        # A signal the test did not catch before the alert changed leaves that conversion out (None).
+        shows = ctx.signal_on.get(name) if on else ctx.onset
+        clears = ctx.signal_off.get(name) if off else ctx.ended
         fired, resolved = ctx.fired[name], ctx.resolved[name]
         rows.append({"alert": name, "scenario": ctx.scenario.name, "fault": ctx.scenario.fault,
                      "fire_s": round(fired - ctx.onset, 1), "resolve_s": round(resolved - ctx.ended, 1),
-                     "detect_s": round(shows - ctx.onset, 1), "clear_s": round(clears - ctx.ended, 1),
-                     "fire_shipped_s": round(max(0.0, fired - shows) * FACTOR),
-                     "resolve_shipped_s": round(max(0.0, resolved - clears) * FACTOR)})
+                     "detect_s": None if shows is None else round(shows - ctx.onset, 1),
+                     "clear_s": None if clears is None else round(clears - ctx.ended, 1),
+                     "fire_shipped_s": None if shows is None else round(max(0.0, fired - shows) * FACTOR),
+                     "resolve_shipped_s": None if clears is None else round(max(0.0, resolved - clears) * FACTOR)})
     return {"scenario": ctx.scenario.name, "alerts": rows}
 
 
