@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from types import FrameType
@@ -66,6 +67,9 @@ class Collector:
         self.log = structlog.get_logger("collector.daemon")
         self.state = StateStore(config.collection.state_file).open()
         self.state.prepare(w.name for w in config.watches)
+        names = [w.name for w in config.watches]
+        self.metrics.watermark.follow(lambda: {n: self.state.watch(n).watermark for n in names})
+        self.metrics.start_time.set(time.time())
         try:
             outputs = [Output(o.name, build_formatter(o.format, o.options),
                               build_sink(o.name, o.sink, metrics=self.metrics)) for o in config.outputs]

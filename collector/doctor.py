@@ -16,8 +16,8 @@ from typing import TextIO
 
 from collector.config import Config, OutputConfig, WatchConfig
 from collector.errors import (
-    ApiError, ApiFailError, AuthError, BindingExpiredError, CollectorError, RateLimitedError, StateCorruptError,
-    StateError, TransientApiError,
+    ApiFailError, AuthError, BindingExpiredError, CollectorError, EndpointNotFoundError, RateLimitedError,
+    StateCorruptError, StateError, TlsError, TransientApiError,
 )
 from collector.mimecast.client import MimecastClient
 from collector.sinks.transport import Transport, TransportError
@@ -201,12 +201,17 @@ def _api_failure(name: str, exc: CollectorError) -> Check:
                      "raise collection.interval or use fewer watches (the quota is per user or application)")
     if isinstance(exc, ApiFailError) and exc.code and "region" in exc.code:
         return Check(name, "fail", text, "base_url is not your account's region; use the host Mimecast assigned")
-    if isinstance(exc, ApiFailError) and exc.status == 404:
-        return Check(name, "fail", text, "check base_url and search_path (API 1.0: /api/tracking/search, "
-                     "API 2.0: /api/message-finder/search)")
+    if isinstance(exc, (EndpointNotFoundError, ApiFailError)) and exc.status == 404:
+        return Check(name, "fail", text, "check base_url (the regional API host, without a path) and search_path "
+                     "(API 1.0: /api/tracking/search, API 2.0: /api/message-finder/search)")
+    if isinstance(exc, TransientApiError) and exc.error_type == "dns":
+        return Check(name, "fail", text, "check the host name in base_url (and proxy) and this host's DNS resolver")
     if isinstance(exc, TransientApiError):
         return Check(name, "fail", text, "check base_url, DNS, the proxy setting and firewalls; Mimecast may "
                      "also be having an outage")
-    if isinstance(exc, ApiError) and "TLS" in text:
+    if isinstance(exc, TlsError) and exc.error_type == "tls_protocol":
+        return Check(name, "fail", text, "that port does not speak TLS: check base_url's scheme and port, and "
+                     "that proxy is an http:// proxy URL unless it really speaks TLS")
+    if isinstance(exc, TlsError):
         return Check(name, "fail", text, "check tls_verify (a CA bundle for a TLS-inspecting proxy) and proxy")
     return Check(name, "fail", text, "see the error above; `mimecast-collector once` logs the full detail")

@@ -12,6 +12,8 @@ Every error carries a short, bounded ``error_type`` usable as a metric label
     ├── ApiError                 talking to Mimecast failed
     │   ├── AuthError            401/403 or bad client credentials: not retried
     │   ├── BindingExpiredError  418: the API 1.0 key binding lapsed
+    │   ├── EndpointNotFoundError  404: base_url does not lead to Mimecast's API
+    │   ├── TlsError             TLS failed: verification, or not TLS at all on that port
     │   ├── RateLimitedError     429 for longer than the collector may wait
     │   ├── TransientApiError    5xx, timeouts, connection errors
     │   ├── MalformedResponseError  a body that is not the documented JSON
@@ -33,6 +35,7 @@ __all__ = [
     "CancelledError",
     "CollectorError",
     "ConfigError",
+    "EndpointNotFoundError",
     "MalformedResponseError",
     "RateLimitedError",
     "RecordError",
@@ -41,6 +44,7 @@ __all__ = [
     "StateError",
     "StateLockedError",
     "StateResourceError",
+    "TlsError",
     "TransientApiError",
 ]
 
@@ -116,6 +120,23 @@ class BindingExpiredError(ApiError):
     """HTTP 418: the API 1.0 access key and secret key binding has expired."""
 
     error_type = "binding_expired"
+
+
+class EndpointNotFoundError(ApiError):
+    """HTTP 404 from the token or search endpoint: base_url (or a path under it) is wrong; not retried."""
+
+    error_type = "not_found"
+
+
+class TlsError(ApiError):
+    """TLS with Mimecast failed; ``error_type`` says how: ``tls_verify`` (the certificate) or ``tls_protocol``
+    (no TLS at all on that port). Not retried: retrying cannot fix either."""
+
+    error_type = "tls_verify"
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.error_type = kind
 
 
 class RateLimitedError(ApiError):

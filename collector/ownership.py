@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from collector.config import Config, FileSinkConfig
-from collector.errors import StateError
-from collector.state import SIDE_FILES, StateStore
+from collector.state import SIDE_FILES
 
 __all__ = ["claim", "claim_path", "owner", "release"]
 
@@ -70,17 +71,24 @@ def _claimed_by(path: Path) -> Path | None:
 
 def _marks(state: Path) -> dict[str, str]:
     """The file outputs the checkpoint at ``state`` holds marks for (none when it cannot be read: the owner
-    then still proves a tail its own before cutting it)."""
+    then still proves a tail its own before cutting it).
+
+    The database is opened immutable, so that the search leaves the daemon's checkpoint, its write-ahead log
+    and shared memory file byte for byte as they were; a mark still only in the log is not seen, and the
+    daemon's own proof of its tail covers that case."""
     if not state.exists():
         return {}
-    store = StateStore(state)
     try:
-        store.open(lock=False)
-        return {name: mark.path for name, mark in store.outputs.items()}
-    except StateError:
+        conn = sqlite3.connect(f"file:{quote(str(state.resolve()))}?mode=ro&immutable=1", uri=True,
+                               isolation_level=None)
+    except sqlite3.Error:
+        return {}
+    try:
+        return {str(name): str(path) for name, path in conn.execute("SELECT name, path FROM outputs")}
+    except sqlite3.Error:
         return {}
     finally:
-        store.close()
+        conn.close()
 
 
 def _same(a: Path, b: Path) -> bool:

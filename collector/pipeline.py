@@ -147,7 +147,9 @@ class Pipeline:
                     self._take_back(letters)
                 if isinstance(exc, StateError):
                     self.metrics.state_write_errors.inc()
+                    self.metrics.state_failing.set(1)
                 raise
+            self.metrics.state_failing.set(0)
             for out in self.outputs:
                 self._committed(out)
                 self.metrics.events.labels(chunk.watch, out.name).inc(len(rendered[out.name]))
@@ -198,10 +200,13 @@ class Pipeline:
             out.sink.flush()
         except SinkError:
             self.metrics.sink_errors.labels(out.name).inc()
+            self.metrics.output_failing.labels(out.name).set(1)
             raise
         except OSError as exc:
             self.metrics.sink_errors.labels(out.name).inc()
+            self.metrics.output_failing.labels(out.name).set(1)
             raise SinkError(out.name, str(exc)) from None
+        self.metrics.output_failing.labels(out.name).set(0)
 
     def _committed(self, out: Output) -> None:
         try:
@@ -246,7 +251,9 @@ class Pipeline:
             self.state.record_marks(marks)
         except StateError:
             self.metrics.state_write_errors.inc()
+            self.metrics.state_failing.set(1)
             raise
+        self.metrics.state_failing.set(0)
 
     def _reopen_sinks(self) -> None:
         for out in self.outputs:

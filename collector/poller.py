@@ -204,8 +204,7 @@ class Poller:
         self._metrics.poll_runs.labels(name, outcome).inc()
         self._metrics.poll_duration.labels(name).observe(time.monotonic() - started)
         watermark = self._pipeline.state.watch(name).watermark
-        if watermark is not None:
-            self._metrics.watermark.labels(name).set(watermark.timestamp())
+        self._metrics.poll_ended(name, result.error.error_type if result.error is not None else None)
         lag = int((now - watermark).total_seconds()) if watermark is not None else None
         if result.error is not None:
             exc = result.error

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
@@ -13,7 +12,7 @@ from collector.errors import ConfigError
 from collector.simulator import ORDERS
 
 if TYPE_CHECKING:
-    from collector.simulator import Bucket, Simulator  # noqa: F401 (annotations only)
+    from collector.simulator import Bucket, Simulator, Window  # noqa: F401 (annotations only)
 
 __all__ = ["add_simulator_parser", "mimecast_block", "run_simulator"]
 
@@ -31,8 +30,9 @@ def add_simulator_parser(sub: Any) -> None:
     sim.add_argument("--burst", type=int, default=0, help="extra messages within one minute, an hour ago")
     sim.add_argument("--order", choices=ORDERS, default="oldest", help="order of records in an answer")
     sim.add_argument("--cap", type=int, default=100, help="most records one answer carries (default 100)")
-    sim.add_argument("--quota", default=None, metavar="LIMIT/REFILL",
-                     help="request quota: LIMIT requests, one more every REFILL seconds (e.g. 50/0.5)")
+    sim.add_argument("--quota", default=None, metavar="LIMIT/SECONDS[:window]",
+                     help="request quota: LIMIT requests, one more every SECONDS (e.g. 50/0.5), or with "
+                          ":window LIMIT per window of SECONDS, refilled whole when it ends (e.g. 20/10:window)")
     sim.add_argument("--fault-every", type=int, default=0, metavar="N",
                      help="answer every N-th search with a retryable 503 (default: never)")
     sim.add_argument("--seed", type=int, default=7, help="seed of the simulated mail flow")
@@ -85,16 +85,14 @@ def mimecast_block(base_url: str, sim: Simulator) -> str:
             f"    client_id: {creds.client_id}\n    client_secret: {creds.client_secret}\n")
 
 
-def _quota(text: str | None) -> Bucket | None:
-    from collector.simulator import Bucket
+def _quota(text: str | None) -> Bucket | Window | None:
+    from collector.simulator.quota import parse_quota_spec
 
     if text is None:
         return None
-    limit, _, refill = text.partition("/")
     try:
-        if not math.isfinite(float(refill)):
-            raise ValueError(refill)
-        return Bucket(int(limit), float(refill))
+        return parse_quota_spec(text)
     except ValueError:
-        raise ConfigError([f"--quota: expected LIMIT/REFILL like 50/0.5 (requests, seconds), got {text!r}"]) from None
+        raise ConfigError([f"--quota: expected LIMIT/SECONDS like 50/0.5 (one request back every 0.5 s) or "
+                           f"20/10:window (20 per 10-second window), got {text!r}"]) from None
 

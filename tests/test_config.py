@@ -12,7 +12,7 @@ import pytest
 from collector.config import load_config, parse_config
 from collector.config import Secret, default_config_path, format_duration, parse_duration
 from collector.errors import ConfigError
-from tests.conftest import ROOT, run_cli, write_config
+from tests.conftest import run_cli, write_config
 
 SECRET = "s3cr3t-value-never-shown"
 

@@ -14,7 +14,7 @@ from pydantic_core import PydanticUndefined
 from collector.config import parse_config
 from collector.config.document import Config
 from collector.config.schema import _models, json_schema
-from tests.conftest import ROOT, run_cli, write_config
+from tests.conftest import ROOT, run_cli
 from tests.schema_check import SCHEMA_FILE, schema_problems
 from tests.test_config import base, check_three_mistakes
 

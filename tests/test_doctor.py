@@ -66,7 +66,7 @@ def test_wrong_path_and_unreachable_host(sim: Simulator, tmp_path: Path) -> None
     code, out = doctor(sim, tmp_path, mimecast={"search_path": "/api/nothing/here"})
     assert code == 1 and "HTTP 404" in out and "search_path" in out
     code, out = doctor(sim, tmp_path, mimecast={"base_url": "http://127.0.0.1:9"})
-    assert code == 1 and "[FAIL] credentials: token request failed: ConnectionError" in out
+    assert code == 1 and "[FAIL] credentials: token request failed: cannot connect to 127.0.0.1:9 (connection refused)" in out
     assert "check base_url, DNS, the proxy setting and firewalls" in out
 
 

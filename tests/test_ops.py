@@ -17,7 +17,7 @@ import requests
 import yaml
 
 from collector.config import parse_config
-from collector.simulator import Simulator
+from collector.simulator import Bucket, Simulator
 from tests.conftest import ROOT, config_dict, write_config
 from tests.test_daemon import Daemon, free_port, wait_for
 
@@ -101,7 +101,7 @@ def test_alert_rules_check_and_unit_tests_pass(tmp_path: Path) -> None:
     """promtool check rules and promtool test rules both succeed."""
     promtool = tool("promtool", "prometheus")
     check = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=MONITORING, capture_output=True, text=True)
-    assert check.returncode == 0 and "SUCCESS: 11 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "SUCCESS: 15 rules found" in check.stdout, check.stdout + check.stderr
     test = subprocess.run([promtool, "test", "rules", "alerts.test.yml"], cwd=MONITORING, capture_output=True, text=True)
     assert test.returncode == 0 and "SUCCESS" in test.stdout, test.stdout + test.stderr
 
@@ -123,12 +123,37 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     promtool = tool("promtool", "prometheus")
     exprs = dashboard_exprs()
     rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:q{i}", "expr": e.replace("$watch", ".*")} for i, e in enumerate(exprs)]}]}
+        {"record": f"dashboard:q{i}", "expr": fill(e)} for i, e in enumerate(exprs)]}]}
     (tmp_path / "dashboard-rules.yml").write_text(yaml.safe_dump(rules))
     result = subprocess.run([promtool, "check", "rules", str(tmp_path / "dashboard-rules.yml")], capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(exprs) >= 15
+
+
+def fill(expr: str) -> str:
+    """A dashboard query with its template variables set: this job, every instance and watch."""
+    return expr.replace("$job", "mimecast-collector").replace("$instance", ".+").replace("$watch", ".+")
+
+
+def test_every_dashboard_query_is_scoped_by_job_and_instance() -> None:
+    """Every series selector of every panel filters on $job and $instance (several accounts share a Prometheus),
+    no job is hard-coded, sums keep instances apart, and each panel's unit fits what it shows."""
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    names = [v["name"] for v in dashboard["templating"]["list"]]
+    assert {"job", "instance", "watch"} <= set(names)
+    for expr in dashboard_exprs():
+        selectors = re.findall(r"\b((?:mimecast_collector|process|python)_\w+)(\{[^}]*\})?", expr)
+        assert selectors, expr
+        for name, labels in selectors:
+            assert 'job=~"$job"' in labels and 'instance=~"$instance"' in labels, (name, expr)
+        for grouping in re.findall(r"\b(?:sum|max|min|avg) by \(([^)]*)\)", expr):
+            assert "instance" in grouping, expr
+    units = {p["title"]: p["fieldConfig"]["defaults"]["unit"] for p in dashboard["panels"]}
+    assert units["Memory (resident)"] == "bytes" and units["CPU"] == "percentunit"
+    titles = " ".join(units)
+    for wanted in ("Running poll", "Mimecast quota", "Held back by the quota", "Clock skew", "Answer sizes", "Build"):
+        assert wanted in titles, wanted
 
 
 def dashboard_exprs() -> list[str]:
@@ -145,6 +170,7 @@ def test_live_scrape_passes_promtool_and_has_every_metric_the_kit_uses(sim: Simu
     outputs = [{"name": "archive", "format": "ecs", "sink": {"type": "file", "path": str(tmp_path / "o.ndjson")}},
                {"name": "siem", "format": "cef", "sink": {"type": "syslog", "host": "127.0.0.1",
                                                           "port": receiver.getsockname()[1], "transport": "udp"}}]
+    sim.quota = Bucket(10_000, 0.01)   # Mimecast's quota headers, as a real answer carries them
     cfg = write_config(tmp_path, config_dict(sim, tmp_path, metrics={"listen": f"127.0.0.1:{port}"},
                                              collection={"interval": "10s"}, outputs=outputs))
     daemon = Daemon(tmp_path, "run", "-c", str(cfg))
@@ -162,7 +188,7 @@ def test_live_scrape_passes_promtool_and_has_every_metric_the_kit_uses(sim: Simu
     used = set()
     for expr in dashboard_exprs() + [r["expr"] for r in yaml.safe_load((MONITORING / "alerts.yml").read_text())
                                      ["groups"][0]["rules"]]:
-        used |= set(re.findall(r"\b((?:mimecast_collector|process)_[a-z_]+)\b", expr))
+        used |= set(re.findall(r"\b((?:mimecast_collector|process|python)_[a-z_]+)\b", expr))
     assert used and used <= exposed, used - exposed
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from collector.daemon import Collector
-from collector.simulator import Bucket, Fault, Filter, MailFlow, Simulator
+from collector.simulator import Bucket, Fault, Filter, MailFlow, Simulator, Window
 from tests.conftest import make_config
 
 FLT = Filter(to="example.com")
@@ -102,6 +103,33 @@ def test_a_quota_that_does_not_suffice_is_refused_at_most_once_per_reset_and_los
     assert recovered.ok
     got = keys_in(tmp_path / "out.ndjson")
     assert len(got) == len(set(got)) and set(got) == dense.ground_truth(FLT, now - timedelta(hours=1), now, now)
+
+
+def test_a_quota_that_refills_whole_each_window_is_used_again_in_every_window(now: datetime,
+                                                                             tmp_path: Path) -> None:
+    """20 searches per fixed 3-second window, Reset the time left in it, reserve 10%: a catch-up of some 190
+    searches makes at least 16 in every window after the first, is never refused, and logs one pacing
+    episode, not one per window."""
+    flow = MailFlow(seed=5, start=now - timedelta(days=3), end=now, count=3000)
+    quota, stop = Window(20, 3.0), threading.Event()
+    with Simulator(flow, cap=1000, clock=lambda: now, quota=quota) as sim:
+        cfg = make_config(sim, tmp_path, mimecast={"quota_reserve": "10%"},
+                          collection={"window": "15m", "lag": "0s", "initial_lookback": "2d", "result_cap": 1000})
+        c = Collector(cfg, registry=CollectorRegistry(), stop=stop)
+        with structlog.testing.capture_logs() as logs:
+            catch_up = threading.Thread(target=c.run_once, kwargs={"now": lambda: now})
+            catch_up.start()
+            while max(quota.served, default=0) < 5 and catch_up.is_alive():
+                time.sleep(0.1)
+            still_going = catch_up.is_alive()
+            stop.set()
+            catch_up.join()
+        c.close()
+    full = [quota.served[w] for w in range(1, 5)]
+    assert still_going, "the catch-up was still going when the fifth window began"
+    assert min(full) >= 16 and quota.refused == 0, (sorted(quota.served.items()), quota.refused)
+    pacing = [e["event"] for e in logs if e["event"].startswith("mimecast.quota_pacing")]
+    assert pacing == ["mimecast.quota_pacing_started"], pacing
 
 
 @pytest.mark.parametrize(("reset", "remaining"), [("86400000000", "0"), ("inf", "0"), ("nan", "0"),

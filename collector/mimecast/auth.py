@@ -13,9 +13,10 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import requests
+import urllib3
 
 from collector.config import HmacAuth, OAuth2Auth
-from collector.errors import AuthError, MalformedResponseError, TransientApiError
+from collector.errors import AuthError, EndpointNotFoundError, MalformedResponseError, TransientApiError
 from collector.mimecast.envelope import first_failure
 from collector.mimecast.wire import Observer, post
 
@@ -117,6 +118,10 @@ class OAuthTokenSource:
         if response.status_code >= 500:
             raise TransientApiError(f"token endpoint answered HTTP {response.status_code}",
                                     kind="server_error", status=response.status_code)
+        if response.status_code in (404, 405):
+            raise EndpointNotFoundError(f"the token endpoint was not found (HTTP {response.status_code} from "
+                                        f"{_path(self._url)}); check base_url: the region's API host, no path",
+                                        status=response.status_code)
         if response.status_code != 200:
             code, message, _ = first_failure(body) if body is not None else (None, "", False)
             raise AuthError(f"Mimecast refused the client credentials (HTTP {response.status_code}"
@@ -127,6 +132,10 @@ class OAuthTokenSource:
             raise MalformedResponseError("token response has no access_token", status=200)
         lifetime = body.get("expires_in", 1800)
         return body["access_token"], float(lifetime) if isinstance(lifetime, (int, float)) else 1800.0
+
+
+def _path(url: str) -> str:
+    return urllib3.util.parse_url(url).path or "/"
 
 
 def _json_or_none(response: requests.Response) -> Any:

@@ -13,16 +13,17 @@ from typing import Any
 
 import requests
 import structlog
+import urllib3
 
 from collector import __version__
 from collector.config import HmacAuth, MimecastConfig, WatchConfig
 from collector.errors import (
-    ApiError, ApiFailError, AuthError, BindingExpiredError, MalformedResponseError, RateLimitedError,
-    RecordError, TransientApiError,
+    ApiError, ApiFailError, AuthError, BindingExpiredError, EndpointNotFoundError, MalformedResponseError,
+    RateLimitedError, RecordError, TransientApiError,
 )
 from collector.mimecast.auth import Authenticator, HmacSigner, OAuthTokenSource
 from collector.mimecast.envelope import TOKEN_EXPIRED, first_failure, tracked_emails
-from collector.mimecast.ratelimit import RateGate, backoff_delay, parse_quota, reset_seconds
+from collector.mimecast.ratelimit import RateGate, Slot, backoff_delay, parse_quota, reset_seconds
 from collector.mimecast.wire import post
 from collector.records import TrackedEmail, parse_tracked_email
 
@@ -79,9 +80,9 @@ class MimecastClient:
         self._metrics = metrics
         self._rand = rand
         self._log = structlog.get_logger("collector.mimecast")
-        self.gate = RateGate(stop=stop)
-        self._paced = False
-        self._pacing_lock = threading.Lock()
+        self.gate = RateGate(stop=stop, on_held=self._held, on_pacing=self._pacing)
+        if metrics is not None:
+            metrics.quota_pacing.set_function(lambda: float(self.gate.pacing()))
         self._session = session or requests.Session()
         self._session.headers["User-Agent"] = f"mimecast-collector/{__version__}"
         self._proxies = {"http": config.proxy.reveal(), "https": config.proxy.reveal()} if config.proxy else None
@@ -127,9 +128,9 @@ class MimecastClient:
     def _post(self, body: dict[str, Any]) -> tuple[list[Any], datetime | None]:
         attempt, refreshed, rate_waited, limited = 0, False, 0.0, 0
         while True:
-            self.gate.wait()
+            slot = self.gate.wait()
             try:
-                return self._attempt(body)
+                return self._attempt(body, slot)
             except _TokenExpired:
                 if refreshed or not self._auth.invalidate():
                     raise AuthError("Mimecast rejected a freshly issued token (HTTP 401)", status=401) from None
@@ -146,8 +147,6 @@ class MimecastClient:
                                            f"and {limited} refusals; giving up until the next poll",
                                            wait_seconds=wait) from None
                 rate_waited += wait
-                if self._metrics is not None:
-                    self._metrics.rate_limit_wait.inc(wait)
                 self._log.warning("mimecast.rate_limited", wait_s=round(wait, 3), waited_s=round(rate_waited, 3))
             except ApiError as exc:
                 if not exc.retryable or attempt >= self._cfg.retries:
@@ -159,7 +158,7 @@ class MimecastClient:
                                   of=self._cfg.retries, delay_s=round(delay, 3), error=str(exc))
                 self.gate.sleep(delay)
 
-    def _attempt(self, body: dict[str, Any]) -> tuple[list[Any], datetime | None]:
+    def _attempt(self, body: dict[str, Any], slot: Slot) -> tuple[list[Any], datetime | None]:
         path = self._cfg.search_path
         try:
             headers = {"Content-Type": "application/json", "Accept": "application/json",
@@ -167,12 +166,12 @@ class MimecastClient:
             response = post(self._session, self._cfg.base_url + path, endpoint="search", what="search",
                             observe=self._observe, timeout=self._cfg.timeout, json=body, headers=headers,
                             verify=self._cfg.tls_verify, proxies=self._proxies)
-            self._read_quota(response)
+            self._read_quota(response, slot)
         finally:
-            self.gate.done()
+            self.gate.done(slot)
         return self._interpret(response), _server_date(response.headers.get("Date"))
 
-    def _read_quota(self, response: requests.Response) -> None:
+    def _read_quota(self, response: requests.Response, slot: Slot) -> None:
         quota = parse_quota(response.headers)
         if quota.limit is not None and self._metrics is not None:
             self._metrics.rate_limit_limit.set(quota.limit)
@@ -181,19 +180,15 @@ class MimecastClient:
         if response.status_code == 429:
             return
         reserve = self._cfg.quota_reserve.of(quota.limit) if quota.limit is not None else 0
-        pacing = self.gate.observe(quota, reserve, self._cfg.max_rate_limit_wait)
-        if quota.limit is None or quota.remaining is None:
-            return
-        with self._pacing_lock:
-            # Paced, the budget hovers at the reserve and flips with every answer: report the episode, which ends
-            # only once the quota is back to twice the reserve, not every flip.
-            recovered = quota.remaining >= min(quota.limit, max(2 * reserve, reserve + 1))
-            if pacing == self._paced or (not pacing and not recovered):
-                return
-            self._paced = pacing
-        event = "mimecast.quota_pacing_started" if pacing else "mimecast.quota_pacing_ended"
-        self._log.info(event, remaining=quota.remaining, limit=quota.limit, reserve=reserve,
-                       reset_s=None if quota.reset_s is None else round(quota.reset_s, 3))
+        self.gate.observe(quota, reserve, self._cfg.max_rate_limit_wait, slot)
+
+    def _held(self, reason: str, seconds: float) -> None:
+        if self._metrics is not None and seconds > 0:
+            (self._metrics.quota_paced if reason == "paced" else self._metrics.rate_limit_wait).inc(seconds)
+
+    def _pacing(self, started: bool, facts: dict[str, Any]) -> None:
+        # Paced, the budget hovers at the reserve and flips with nearly every answer: the gate reports the episode.
+        self._log.info("mimecast.quota_pacing_started" if started else "mimecast.quota_pacing_ended", **facts)
 
     def _interpret(self, response: requests.Response) -> list[Any]:
         status = response.status_code
@@ -223,6 +218,10 @@ class MimecastClient:
                 "the API 1.0 access key binding has expired (HTTP 418); generate a new access key and secret key "
                 "for the API user and set its authentication profile's cache TTL to never expire",
                 status=418, code=code)
+        if status in (404, 405):
+            path = _path(self._cfg.base_url) + self._cfg.search_path
+            raise EndpointNotFoundError(f"the search endpoint was not found (HTTP {status} from {path}); "
+                                        "check base_url: the region's API host, no path", status=status, code=code)
         if status == 429:
             reset = reset_seconds(response.headers.get("X-RateLimit-Reset"))
             wait = _DEFAULT_RESET_S if reset is None else max(reset, _MIN_429_WAIT_S)
@@ -239,6 +238,10 @@ class MimecastClient:
     def _count_retry(self, reason: str) -> None:
         if self._metrics is not None:
             self._metrics.api_retries.labels(reason).inc()
+
+
+def _path(url: str) -> str:
+    return urllib3.util.parse_url(url).path or ""
 
 
 def _constant(name: str) -> str:

@@ -13,13 +13,13 @@ ORDERS = ("oldest", "newest", "shuffled")
 """The orders a simulated answer can list its records in (Mimecast documents none)."""
 
 _HOMES = {"Filter": "flow", "MailFlow": "flow", "MixedFlow": "flow", "SimMessage": "flow", "Bucket": "quota",
-          "Credentials": "server", "Fault": "server", "Recorded": "server", "Simulator": "server"}
+          "Window": "quota", "Credentials": "server", "Fault": "server", "Recorded": "server", "Simulator": "server"}
 
 __all__ = ["ORDERS", *sorted(_HOMES)]
 
 if TYPE_CHECKING:
     from collector.simulator.flow import Filter, MailFlow, MixedFlow, SimMessage
-    from collector.simulator.quota import Bucket
+    from collector.simulator.quota import Bucket, Window
     from collector.simulator.server import Credentials, Fault, Recorded, Simulator
 
 

@@ -28,6 +28,7 @@ class Fault:
     ``fail200`` (``code``), ``expire_token``, ``binding_expired`` (418), ``unauthorized``
     (401), ``forbidden`` (403), ``canned`` (``status``, ``body`` and ``headers`` as given) or
     ``corrupt_records`` (a normal answer plus unusable records). ``endpoint`` is ``search`` or ``token``.
+    Every kind waits ``delay`` seconds before it answers.
     """
 
     kind: str
@@ -147,8 +148,8 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
         def _fault(self, record: Recorded, fault: Fault) -> bool:
             """Answer with ``fault``; ``False`` when the request should go on normally."""
             kind = fault.kind
+            time.sleep(fault.delay)
             if kind == "slow":
-                time.sleep(fault.delay)
                 return False
             if kind == "expire_token":
                 sim.expire_tokens()

@@ -23,9 +23,9 @@ from typing import Any
 from collector.simulator import ORDERS
 from collector.simulator.flow import Filter, MailFlow
 from collector.simulator.handler import SEARCH_PATHS, Fault, Recorded, make_handler
-from collector.simulator.quota import Bucket
+from collector.simulator.quota import Bucket, Window
 
-__all__ = ["Bucket", "Credentials", "Fault", "Recorded", "Simulator", "SEARCH_PATHS"]
+__all__ = ["Bucket", "Window", "Credentials", "Fault", "Recorded", "Simulator", "SEARCH_PATHS"]
 
 
 _DATE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
@@ -70,14 +70,15 @@ class Simulator:
         tls: ``(certificate file, key file)`` to serve HTTPS instead of HTTP.
         order: the order of records in an answer, and so which ones a capped answer keeps:
             ``oldest`` first, ``newest`` first or ``shuffled`` (Mimecast documents none of them).
-        quota: a :class:`Bucket` that every request spends, with the rate-limit headers on every answer.
+        quota: a :class:`Bucket` or :class:`Window` that every request spends, with the rate-limit headers on
+            every answer.
         send_date: send the HTTP ``Date`` header, from ``clock``, as a real server does.
     """
 
     def __init__(self, flow: MailFlow, *, cap: int = 100, credentials: Credentials | None = None,
                  clock: Callable[[], datetime] | None = None, token_ttl: float = 1799, port: int = 0,
                  latency: float = 0.0, tls: tuple[str, str] | None = None, order: str = "oldest",
-                 quota: Bucket | None = None, send_date: bool = True) -> None:
+                 quota: Bucket | Window | None = None, send_date: bool = True) -> None:
         if order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}")
         self.flow = flow
