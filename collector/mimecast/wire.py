@@ -14,11 +14,12 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from collector.errors import ApiError, TransientApiError
+from collector.errors import AnswerTooLargeError, ApiError, TransientApiError
 
 __all__ = ["DeadlineAdapter", "Observer", "post", "tls_failure"]
 
 Observer = Callable[[str, str, float], None]
+_CHUNK_BYTES = 64 << 10
 
 
 def tls_failure(exc: requests.exceptions.SSLError) -> ApiError:
@@ -30,8 +31,9 @@ def tls_failure(exc: requests.exceptions.SSLError) -> ApiError:
 
 
 def post(session: requests.Session, url: str, *, endpoint: str, what: str, observe: Observer,
-         timeout: float, **kwargs: Any) -> requests.Response:
-    """POST ``url`` and read the whole answer within ``timeout`` seconds, connect to last byte.
+         timeout: float, max_bytes: int | None = None, **kwargs: Any) -> requests.Response:
+    """POST ``url`` and read the whole answer within ``timeout`` seconds, connect to last byte, and within
+    ``max_bytes`` (decoded) when given.
 
     ``requests``' own timeout bounds each socket read, so a server that trickles
     a byte at a time would never trip it; here the adapter's deadline thread
@@ -41,6 +43,7 @@ def post(session: requests.Session, url: str, *, endpoint: str, what: str, obser
 
     Raises:
         TransientApiError: the deadline passed, a timeout or a connection failure (retryable).
+        AnswerTooLargeError: the answer is larger than ``max_bytes``; it is not read further.
         ApiError: TLS verification failed (not retryable).
     """
     started = time.monotonic()
@@ -49,7 +52,10 @@ def post(session: requests.Session, url: str, *, endpoint: str, what: str, obser
         try:
             response = session.post(url, timeout=(timeout, timeout), stream=True, **kwargs)
             try:
-                _ = response.content  # read the body under the same deadline
+                _read(response, max_bytes)  # under the same deadline
+            except AnswerTooLargeError:
+                observe(endpoint, "too_large", time.monotonic() - started)
+                raise
             finally:
                 response.close()
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -64,6 +70,28 @@ def post(session: requests.Session, url: str, *, endpoint: str, what: str, obser
             raise TransientApiError(f"{what} failed: {type(exc).__name__}", kind="connection") from None
     observe(endpoint, str(response.status_code), time.monotonic() - started)
     return response
+
+
+def _read(response: requests.Response, max_bytes: int | None) -> None:
+    """Read the body into ``response.content``, refusing it at the first byte past ``max_bytes``."""
+    if max_bytes is None:
+        _ = response.content
+        return
+    declared = (response.headers.get("Content-Length") or "").strip()
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(f"declares {int(declared)} bytes", max_bytes)
+    chunks, size = [], 0
+    for chunk in response.iter_content(_CHUNK_BYTES):
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(f"passed {max_bytes} bytes and was not read further", max_bytes)
+        chunks.append(chunk)
+    response._content = b"".join(chunks)  # what .content returns from now on
+
+
+def _too_large(detail: str, max_bytes: int) -> AnswerTooLargeError:
+    return AnswerTooLargeError(f"Mimecast's answer {detail} (mimecast.max_answer_bytes is {max_bytes}); "
+                               "its window is searched again narrower")
 
 
 def _is_timeout(exc: BaseException) -> bool:
