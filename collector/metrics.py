@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.process_collector import ProcessCollector
 
 from collector import __version__
+from collector.metrics_server import MetricsServer
 
 __all__ = ["Metrics", "serve_metrics"]
 
@@ -107,6 +108,4 @@ class Metrics:
 def serve_metrics(metrics: Metrics, host: str, port: int) -> Any:
     """Serve ``/metrics`` on ``host:port`` from one thread, connections bounded and each with a deadline;
     return the server (call ``shutdown()`` then ``server_close()`` to stop)."""
-    from collector.metrics_server import MetricsServer
-
     return MetricsServer(metrics.registry, host, port).start()
