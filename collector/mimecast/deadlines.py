@@ -21,6 +21,7 @@ class Abort:
     def __init__(self, when: float) -> None:
         self._lock = threading.Lock()
         self._conn: Any = None
+        self._sock: Any = None
         self.when = when
         self.fired = False
         self.cancelled = False
@@ -32,6 +33,7 @@ class Abort:
         """Follow ``conn``; shut it down at once if the deadline has already passed."""
         with self._lock:
             self._conn = conn
+            self._sock = getattr(conn, "sock", None) or self._sock
             if self.fired:
                 self._shutdown()
 
@@ -49,7 +51,9 @@ class Abort:
             self.cancelled = True
 
     def _shutdown(self) -> None:
-        sock = getattr(self._conn, "sock", None)
+        # The socket as seen when the request was sent: an answer with "Connection: close" takes the socket
+        # off the connection (http.client hands it to the response), and its body must still be cut off.
+        sock = getattr(self._conn, "sock", None) or self._sock
         if sock is None:
             return
         try:
