@@ -17,6 +17,7 @@ Every error carries a short, bounded ``error_type`` usable as a metric label
     │   ├── RateLimitedError     429 for longer than the collector may wait
     │   ├── TransientApiError    5xx, timeouts, connection errors
     │   ├── MalformedResponseError  a body that is not the documented JSON
+    │   ├── AnswerTooLargeError  an answer over mimecast.max_answer_bytes, refused unread
     │   └── ApiFailError         a ``fail`` entry or a non-200 ``meta.status``
     ├── RecordError              one tracked email is unusable: set aside, counted
     ├── SinkError                an output could not take a chunk
@@ -28,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "AnswerTooLargeError",
     "ApiError",
     "ApiFailError",
     "AuthError",
@@ -166,6 +168,13 @@ class MalformedResponseError(ApiError):
 
     error_type = "malformed_response"
     retryable = True
+
+
+class AnswerTooLargeError(ApiError):
+    """An answer larger than ``mimecast.max_answer_bytes``: refused before it fills memory; a narrower window
+    may pass, the same one will not."""
+
+    error_type = "answer_too_large"
 
 
 class ApiFailError(ApiError):

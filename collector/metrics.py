@@ -13,6 +13,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from collector import __version__
+from collector.metrics_server import MetricsServer
 
 __all__ = ["Metrics", "serve_metrics"]
 
@@ -22,8 +23,8 @@ _POLL_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900, 3600)
 _ANSWER_BUCKETS = (0, 1, 10, 25, 50, 75, 90, 99, 100, 250, 500, 1000, 5000)
 _OUTCOMES = ("success", "failure", "interrupted", "crash")
 _ERROR_TYPES = ("auth", "binding_expired", "not_found", "rate_limited", "server_error", "timeout", "connection",
-                "dns", "tls_protocol", "tls_verify", "malformed_response", "api_fail", "sink", "state",
-                "state_resource", "api", "internal")
+                "dns", "tls_protocol", "tls_verify", "malformed_response", "api_fail", "answer_too_large", "sink",
+                "state", "state_resource", "api", "internal")
 _INVALID_REASONS = ("missing_id", "bad_received", "not_an_object", "format_error")
 _RETRY_REASONS = ("token_expired", "server_error", "timeout", "connection", "dns", "malformed_response", "api_fail")
 
@@ -197,6 +198,4 @@ class _WithoutCreated:
 def serve_metrics(metrics: Metrics, host: str, port: int) -> Any:
     """Serve ``/metrics`` on ``host:port`` from one thread, connections bounded and each with a deadline;
     return the server (call ``shutdown()`` then ``server_close()`` to stop)."""
-    from collector.metrics_server import MetricsServer
-
     return MetricsServer(_WithoutCreated(metrics.registry), host, port).start()

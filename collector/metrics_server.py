@@ -125,7 +125,11 @@ class MetricsServer:
                     return
                 conn.received += chunk
                 if b"\r\n\r\n" in conn.received or b"\n\n" in conn.received:
-                    self._answer(conn, _response(self._app, conn.received))
+                    try:
+                        response = _response(self._app, conn.received)
+                    except Exception:  # noqa: BLE001 - a failing collector must not end the endpoint
+                        response = _plain(500, "Internal Server Error")
+                    self._answer(conn, response)
                 elif len(conn.received) > _MAX_REQUEST_BYTES:
                     self._answer(conn, _plain(431, "Request Header Fields Too Large"))
             if events & selectors.EVENT_WRITE and conn.outgoing:

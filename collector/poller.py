@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from collector.config import CollectionConfig, WatchConfig
-from collector.errors import CancelledError, CollectorError
+from collector.errors import AnswerTooLargeError, CancelledError, CollectorError
 from collector.mimecast.client import MimecastClient, SearchResult
 from collector.pipeline import Chunk, Pipeline
 from collector.planner import ONE_SECOND, CapWatch, Density
@@ -110,17 +110,29 @@ class Poller:
     def _search(self, start: datetime, end: datetime, plan: Plan, result: CycleResult) -> datetime:
         """Search ``[start, end)``; deliver it when complete and return the new cursor, else ``start``."""
         began = time.monotonic()
-        found = self._client.search(self.watch, start, end)
+        cap, width = self._cfg.result_cap, end - start
+        assert self._density is not None
+        try:
+            found = self._client.search(self.watch, start, end)
+        except AnswerTooLargeError as exc:
+            self._step(self.watch.name, "searched")
+            result.searches += 1
+            if width <= ONE_SECOND:
+                raise
+            # Too large to read is at least as full as capped: the same window searched narrower.
+            self._density.capped(start, end, cap, [])
+            self._metrics.splits.labels(self.watch.name).inc()
+            result.splits += 1
+            self._log.warning("poll.answer_too_large", start=_iso(start), end=_iso(end), error=str(exc))
+            return start
         self._step(self.watch.name, "searched")
         result.searches += 1
-        cap, width = self._cfg.result_cap, end - start
         self._metrics.answer_records.observe(found.count)
         hidden = self._caps.observe(found.count, start, end)
         if hidden is not None:
             self._log.warning("mimecast.answers_stop_below_result_cap", size=hidden, result_cap=cap,
                               reason=f"answers keep stopping at {hidden} records; if that is Mimecast's real cap, "
                                      f"records beyond it are lost: set collection.result_cap to {hidden}")
-        assert self._density is not None
         if found.count >= cap and width > ONE_SECOND:
             self._density.capped(start, end, cap, [r.received for r in found.records])
             self._metrics.splits.labels(self.watch.name).inc()

@@ -93,4 +93,6 @@ def test_pacing_is_measured_once_for_every_watch_it_holds_back(now: datetime, tm
     assert during["mimecast_collector_quota_pacing"] == 1
     paced = during["mimecast_collector_quota_paced_seconds_total"]
     assert 1.0 <= paced <= elapsed, (paced, elapsed)
-    assert quota.refused == 0 and min(quota.served[w] for w in (1, 2)) >= 10, sorted(quota.served.items())
+    # Ten a window are free above the reserve; three watches in flight at once may leave one unused at a window's
+    # end (the gate counts searches in flight against the budget), where a gate that never speeds up makes one or two.
+    assert quota.refused == 0 and min(quota.served[w] for w in (1, 2)) >= 8, sorted(quota.served.items())

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -156,3 +157,27 @@ def test_a_search_starts_no_thread_even_when_its_deadline_fires(simulator_proces
         hung.close()
         silent.close()
     assert seen - known - {sampler.ident} == set(), [t.name for t in threading.enumerate()]
+
+
+def test_a_failing_collector_answers_500_and_the_endpoint_keeps_serving() -> None:
+    """A metric whose collection raises: that scrape is a 500, the endpoint's one thread lives on."""
+    registry = CollectorRegistry()
+    broken = {"on": True}
+
+    class Flaky:
+        def collect(self) -> list[Any]:
+            if broken["on"]:
+                raise RuntimeError("collection failed")
+            return []
+
+    registry.register(Flaky())  # type: ignore[arg-type]
+    server = MetricsServer(registry, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    try:
+        first = requests.get(url, timeout=5)
+        broken["on"] = False
+        second = requests.get(url, timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert first.status_code == 500 and second.status_code == 200

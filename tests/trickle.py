@@ -97,7 +97,10 @@ class Trickle:
                 body = (json.dumps({"access_token": "t0ken-abc", "expires_in": 1800}) if token
                         else json.dumps({"meta": {"status": 200}, "data": [{"trackedEmails": []}], "fail": []})
                         ).encode() + b" " * 4096
+                # It closes the connection after each answer, and says so: a client that pooled it would race
+                # the close with its next request and see a connection error instead of the trickle.
                 head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                        "Connection: close\r\n"
                         + "".join(f"X-Padding-{i}: {'x' * 40}\r\n" for i in range(40)) + "\r\n").encode()
                 if token != (trickle.phase == "token"):
                     self.wfile.write(head + body)

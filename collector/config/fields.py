@@ -22,7 +22,7 @@ from pydantic_core import PydanticCustomError
 from collector.config.values import RedactedUrl, Secret, parse_duration, redact_url
 
 __all__ = ["Boolean", "Choice", "ChoiceList", "Duration", "ExistingFile", "FilePath", "Integer", "IpAddress",
-           "Listen", "Name", "Printable", "Proxy", "SecretFile", "SecretText", "Seconds", "TEMPLATE", "Text",
+           "Listen", "Name", "Printable", "Proxy", "SecretFile", "SecretText", "Seconds", "Size", "TEMPLATE", "Text",
            "TlsVerify", "Url", "kind", "problem", "resolve", "templated", "typed"]
 
 TEMPLATE = {"type": "string", "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"}
@@ -77,6 +77,38 @@ def _integer(lo: int, hi: int) -> Callable[[Any], int]:
 def Integer(lo: int, hi: int) -> Any:  # noqa: N802 - a type factory
     """A whole number within ``[lo, hi]``."""
     return typed(int, _integer(lo, hi), {"type": "integer", "minimum": lo, "maximum": hi})
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+
+def _size(lo: int, hi: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise problem(f"expected a size like 64MiB, 512KiB or a number of bytes, got {kind(value)}")
+        match = _SIZE.match(value) if isinstance(value, str) else None
+        if isinstance(value, str) and match is None:
+            raise problem(f"{value!r} is not a size like 64MiB, 512KiB, 1GiB or a number of bytes")
+        size = value if isinstance(value, int) else int(match.group(1)) * _SIZE_UNITS[match.group(2)]  # type: ignore[union-attr]
+        if not lo <= size <= hi:
+            raise problem(f"{value} is out of range ({_bytes(lo)} to {_bytes(hi)})")
+        return size
+    return check
+
+
+def _bytes(size: int) -> str:
+    for unit in ("GiB", "MiB", "KiB"):
+        if size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit}"
+    return f"{size}B"
+
+
+def Size(lo: int, hi: int) -> Any:  # noqa: N802 - a type factory
+    """A number of bytes within ``[lo, hi]``: an integer, or a string such as ``64MiB`` (B, KiB, MiB, GiB)."""
+    return typed(int, _size(lo, hi), templated({"anyOf": [
+        {"type": "integer", "minimum": lo, "maximum": hi},
+        {"type": "string", "pattern": _SIZE.pattern}]}))
 
 
 def _boolean(value: Any) -> bool:

@@ -14,7 +14,7 @@ from pydantic.dataclasses import dataclass
 
 from collector.config.base import MODEL, Section
 from collector.config.fields import (
-    TEMPLATE, Duration, FilePath, Integer, Proxy, SecretFile, SecretText, Seconds, Text, TlsVerify, Url, kind,
+    TEMPLATE, Duration, FilePath, Integer, Proxy, SecretFile, SecretText, Seconds, Size, Text, TlsVerify, Url, kind,
     problem, typed,
 )
 from collector.config.values import QuotaReserve, Secret, format_duration
@@ -177,6 +177,9 @@ class MimecastConfig(Section):
         QuotaReserve(share=0.1), description="Requests of each rate-limit quota (X-RateLimit-Limit) left unused: a "
                                              "count, or a share of the quota as a percentage from 0% to 90%.",
         examples=["10%", 20])
+    max_answer_bytes: Size(64 << 10, 1 << 30) = Field(
+        64 << 20, description="Largest search answer read (64KiB to 1GiB, e.g. 64MiB): a larger one is refused "
+                              "unread and its window searched again narrower.", examples=["64MiB"])
     tls_verify: TlsVerify = Field(True, description="Verify Mimecast's certificate: true, false, or the path of a "
                                                     "CA bundle (for a TLS-inspecting proxy).", examples=[True])
     proxy: Optional[Proxy] = Field(None, description="HTTP(S) proxy URL; user:password@ is never shown.",

@@ -164,7 +164,8 @@ class MimecastClient:
             headers = {"Content-Type": "application/json", "Accept": "application/json",
                        **self._auth.headers(path)}
             response = post(self._session, self._cfg.base_url + path, endpoint="search", what="search",
-                            observe=self._observe, timeout=self._cfg.timeout, json=body, headers=headers,
+                            observe=self._observe, timeout=self._cfg.timeout, max_bytes=self._cfg.max_answer_bytes,
+                            json=body, headers=headers,
                             verify=self._cfg.tls_verify, proxies=self._proxies)
             self._read_quota(response, slot)
         finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import socket
 import threading
 import time
@@ -14,11 +13,13 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from collector.errors import TlsError, TransientApiError
+from collector.errors import AnswerTooLargeError, TlsError, TransientApiError
+from collector.mimecast.deadlines import Abort, Deadlines, Resolver, is_address
 
 __all__ = ["DeadlineAdapter", "Observer", "connection_failure", "post", "tls_failure"]
 
 Observer = Callable[[str, str, float], None]
+_CHUNK_BYTES = 64 << 10
 
 
 def tls_failure(exc: requests.exceptions.SSLError, url: str = "") -> TlsError:
@@ -92,8 +93,9 @@ def _innermost(exc: BaseException) -> str:
 
 
 def post(session: requests.Session, url: str, *, endpoint: str, what: str, observe: Observer,
-         timeout: float, **kwargs: Any) -> requests.Response:
-    """POST ``url`` and read the whole answer within ``timeout`` seconds, connect to last byte.
+         timeout: float, max_bytes: int | None = None, **kwargs: Any) -> requests.Response:
+    """POST ``url`` and read the whole answer within ``timeout`` seconds, connect to last byte, and within
+    ``max_bytes`` (decoded) when given.
 
     ``requests``' own timeout bounds each socket read, so a server that trickles
     a byte at a time would never trip it; here the adapter's deadline thread
@@ -103,6 +105,7 @@ def post(session: requests.Session, url: str, *, endpoint: str, what: str, obser
 
     Raises:
         TransientApiError: the deadline passed, a timeout or a connection failure (retryable).
+        AnswerTooLargeError: the answer is larger than ``max_bytes``; it is not read further.
         TlsError: TLS failed: verification, or the port does not speak TLS (not retryable).
     """
     started = time.monotonic()
@@ -111,7 +114,10 @@ def post(session: requests.Session, url: str, *, endpoint: str, what: str, obser
         try:
             response = session.post(url, timeout=(timeout, timeout), stream=True, **kwargs)
             try:
-                _ = response.content  # read the body under the same deadline
+                _read(response, max_bytes)  # under the same deadline
+            except AnswerTooLargeError:
+                observe(endpoint, "too_large", time.monotonic() - started)
+                raise
             finally:
                 response.close()
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -127,6 +133,28 @@ def post(session: requests.Session, url: str, *, endpoint: str, what: str, obser
             raise failure from None
     observe(endpoint, str(response.status_code), time.monotonic() - started)
     return response
+
+
+def _read(response: requests.Response, max_bytes: int | None) -> None:
+    """Read the body into ``response.content``, refusing it at the first byte past ``max_bytes``."""
+    if max_bytes is None:
+        _ = response.content
+        return
+    declared = (response.headers.get("Content-Length") or "").strip()
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(f"declares {int(declared)} bytes", max_bytes)
+    chunks, size = [], 0
+    for chunk in response.iter_content(_CHUNK_BYTES):
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(f"passed {max_bytes} bytes and was not read further", max_bytes)
+        chunks.append(chunk)
+    response._content = b"".join(chunks)  # what .content returns from now on
+
+
+def _too_large(detail: str, max_bytes: int) -> AnswerTooLargeError:
+    return AnswerTooLargeError(f"Mimecast's answer {detail} (mimecast.max_answer_bytes is {max_bytes}); "
+                               "its window is searched again narrower")
 
 
 def _is_timeout(exc: BaseException) -> bool:
@@ -146,110 +174,18 @@ def _deadline_adapter(session: requests.Session, url: str) -> DeadlineAdapter:
     return adapter
 
 
-class _Abort:
-    """The connection of one request in flight, shut down when its deadline passes."""
-
-    def __init__(self, when: float) -> None:
-        self._lock = threading.Lock()
-        self._conn: Any = None
-        self.when = when
-        self.fired = False
-        self.cancelled = False
-
-    def __lt__(self, other: _Abort) -> bool:
-        return self.when < other.when
-
-    def attach(self, conn: Any) -> None:
-        """Follow ``conn``; shut it down at once if the deadline has already passed."""
-        with self._lock:
-            self._conn = conn
-            if self.fired:
-                self._shutdown()
-
-    def fire(self) -> None:
-        """The deadline passed: end every read and write on the connection now, unless the request ended."""
-        with self._lock:
-            if self.cancelled:
-                return
-            self.fired = True
-            self._shutdown()
-
-    def cancel(self) -> None:
-        """The request ended in time: the connection may now serve another request and must be left alone."""
-        with self._lock:
-            self.cancelled = True
-
-    def _shutdown(self) -> None:
-        sock = getattr(self._conn, "sock", None)
-        if sock is None:
-            return
-        try:
-            # The plain socket's shutdown: it wakes a blocked read (TLS or not) with end-of-file.
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
-class _Deadlines:
-    """Every deadline of one adapter, watched by one thread for all requests (a timer per search would be a
-    thread per search), started with the first deadline and ended by :meth:`close`."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[_Abort] = []
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    def add(self, seconds: float) -> _Abort:
-        """A deadline ``seconds`` from now."""
-        abort = _Abort(time.monotonic() + seconds)
-        with self._cond:
-            heapq.heappush(self._heap, abort)
-            if self._thread is None or not self._thread.is_alive():
-                self._closed = False
-                self._thread = threading.Thread(target=self._watch, name="mimecast-deadlines", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-        return abort
-
-    def cancel(self, abort: _Abort) -> None:
-        """The request ended in time; its deadline is forgotten when it comes up."""
-        abort.cancel()
-
-    def close(self) -> None:
-        """End the watching thread."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
-
-    def _watch(self) -> None:
-        while True:
-            with self._cond:
-                while self._heap and self._heap[0].cancelled:
-                    heapq.heappop(self._heap)
-                if self._closed:
-                    return
-                left = self._heap[0].when - time.monotonic() if self._heap else None
-                if left is None or left > 0:
-                    self._cond.wait(left)
-                    continue
-                due = heapq.heappop(self._heap)
-            due.fire()
-
-
 class DeadlineAdapter(HTTPAdapter):
     """An HTTP adapter whose connections can be shut down by a deadline set on the calling thread."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._local = threading.local()
         self._classes: dict[type, type] = {}
-        self._deadlines = _Deadlines()
+        self._deadlines = Deadlines()
+        self._resolver = Resolver()
         super().__init__(*args, **kwargs)
 
     @contextmanager
-    def deadline(self, seconds: float) -> Iterator[_Abort]:
+    def deadline(self, seconds: float) -> Iterator[Abort]:
         """Shut down the connection this thread uses if the block is still running after ``seconds``."""
         abort = self._deadlines.add(seconds)
         self._local.abort = abort
@@ -260,9 +196,10 @@ class DeadlineAdapter(HTTPAdapter):
             self._local.abort = None
 
     def close(self) -> None:
-        """Close pooled connections and end the deadline thread."""
+        """Close pooled connections and end the deadline and name lookup threads."""
         super().close()
         self._deadlines.close()
+        self._resolver.close()
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:  # requests < 2.32
         """The connection pool for a request, with connections that report to the deadline."""
@@ -276,13 +213,38 @@ class DeadlineAdapter(HTTPAdapter):
         base = pool.ConnectionCls
         if base not in self._classes.values():
             if base not in self._classes:
-                self._classes[base] = _tracked(base, self._local)
+                self._classes[base] = _tracked(base, self._local, self._resolver)
             pool.ConnectionCls = self._classes[base]
         return pool
 
 
-def _tracked(base: type, local: threading.local) -> type:
+def _tracked(base: type, local: threading.local, resolver: Resolver) -> type:
     class Tracked(base):  # type: ignore[valid-type, misc]
+        def _new_conn(self) -> socket.socket:
+            """The socket, its name looked up within the request's deadline (the deadline thread can end a
+            blocked read, not a blocked ``getaddrinfo``)."""
+            abort = getattr(local, "abort", None)
+            host = self._dns_host
+            if abort is None or is_address(host):
+                return super()._new_conn()
+            try:
+                addresses = resolver.addresses(host, self.port, abort.when)
+            except socket.gaierror as exc:
+                raise urllib3.exceptions.NameResolutionError(self.host, self, exc) from exc
+            except TimeoutError:
+                raise urllib3.exceptions.ConnectTimeoutError(self, f"looking up {host} timed out") from None
+            failed: Exception | None = None
+            for address in addresses:
+                self._dns_host = address
+                try:
+                    return super()._new_conn()
+                except urllib3.exceptions.NewConnectionError as exc:
+                    failed = exc
+                finally:
+                    self._dns_host = host
+            assert failed is not None
+            raise failed
+
         def connect(self) -> None:
             abort = getattr(local, "abort", None)
             if abort is not None:
