@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 __all__ = ["Profile", "SPREAD_GUESS", "pace"]
 
@@ -38,6 +38,7 @@ _CHANGE = 8.0
 # How many times denser than planned the records next to a cut must lie for a capped answer to be a dense period
 # rather than a fluctuation (the 20 records that measure it spread by about a quarter).
 _DENSER = 3.0
+_SECOND = timedelta(seconds=1)
 
 
 def _density(offsets: Sequence[int], k: int) -> float:
@@ -126,6 +127,36 @@ class Profile:
         """A complete search inside found ``count`` records where the answer showed ``shown``."""
         self._found = (self._found[0] + count, self._found[1] + shown)
         self.scale = max(1.0, self._found[0] / self._found[1])
+
+    def learn(self, first: int, last: int, count: int, seen: float, target: float) -> None:
+        """A complete search of seconds ``[first, last)`` of the window found ``count`` records, the latest
+        part of it ``seen`` a second; a search aims at ``target`` records."""
+        shown = sum(self.counts[s] for s in range(max(first, self.first), min(last, self.last + 1)))
+        if shown and self.covers(first) and self.covers(last - 1):
+            self.found(count, shown)
+        zone = self.lead * max(min(last, self.first) - max(first, self.lead_from), 0)
+        if count < target / 4 <= zone / 2:
+            # The guess was wrong: the dense part starts between this search's end and the records. Guessing
+            # it at the records bets the whole gap on one search, capped if the burst began early in it.
+            self.lead_from = (last + self.first) // 2
+        elif self.lead_from <= first and last <= self.first:
+            self.lead = seen
+        elif self.past is not None and first > self.last:
+            self.past = seen
+        elif last <= self.lead_from:
+            self.prior = seen
+
+    def guess_longer(self, earlier: Profile, grow: float) -> bool:
+        """Whether this answer (newest first) ended before the records of the ``earlier`` one, whose re-search
+        it is: then the dense part began before the time guessed dense next to them. Peeling it from its end an
+        answer's worth at a time would cost a search per answer it holds, so the guess reaches back ``grow``
+        times as far as the time known dense: each wrong guess grows it geometrically, and its start is found
+        in the logarithm of its length (between a quiet search and the records by halving, :meth:`learn`)."""
+        if not (self.cut_before and earlier.cut_before and self.end <= earlier.start + (earlier.first * _SECOND)):
+            return False
+        self.known = int((earlier.start - self.start).total_seconds() + earlier.first + earlier.known - self.first)
+        self.lead_from = max(self.first - int(self.known * grow), 0)
+        return True
 
     def before(self, second: int) -> float:
         """The density guessed for ``second``, before the first record."""
