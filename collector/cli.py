@@ -3,30 +3,56 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
 
 from collector import __version__
 from collector.config import Config, load_config
 from collector.config import default_config_path, format_duration
-from collector.errors import ConfigError, StateCorruptError, StateError
+from collector.errors import CollectorError, ConfigError, StateCorruptError, StateResourceError
 from collector.search import add_search_parser, run_search
+from collector.signals import Hangup
 from collector.simulate import add_simulator_parser, run_simulator
 
-__all__ = ["EX_CONFIG", "EX_DATAERR", "build_parser", "main"]
+__all__ = ["EX_BROKEN_PIPE", "EX_CONFIG", "EX_DATAERR", "EX_TEMPFAIL", "build_parser", "main"]
 
 EX_CONFIG = 78
 EX_DATAERR = 65
+# The checkpoint's file system is full, read-only or not permitted: the service restarts and continues.
+EX_TEMPFAIL = 75
+EX_BROKEN_PIPE = 128 + 13
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a wrong option is one line and exit 78 like every other invalid setting."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line and exit 78."""
+        self.exit(EX_CONFIG, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _count(most: int) -> Callable[[str], int]:
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 1 <= value <= most:
+            raise argparse.ArgumentTypeError(f"{value} is out of range (1 to {most})")
+        return value
+    return check
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
-    parser = argparse.ArgumentParser(prog="mimecast-collector",
-                                     description="Ship Mimecast message tracking to syslog or files as ECS or CEF.")
+    parser = _Parser(prog="mimecast-collector",
+                     description="Ship Mimecast message tracking to syslog or files as ECS or CEF.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("-c", "--config", type=Path, default=None,
                         help="configuration file (default: $MIMECAST_COLLECTOR_CONFIG, "
                              "else /etc/mimecast-collector/config.yaml)")
@@ -36,17 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--schema", action="store_true",
                        help="print the configuration's JSON Schema (for editors) instead, and exit")
     sub.add_parser("run", parents=[common], help="run the daemon: poll every watch on its interval")
-    sub.add_parser("doctor", parents=[common], help="check state, outputs, credentials and a tiny search per watch")
+    doctor = sub.add_parser("doctor", parents=[common],
+                            help="check state, outputs, credentials and a search per watch (reads only)")
+    doctor.add_argument("--create", action="store_true",
+                        help="first create the missing folders of the state file and of the file outputs")
     reload = sub.add_parser("reload", parents=[common],
                             help="make a running collector reopen its output files (after log rotation)")
-    reload.add_argument("--pid", type=int, help="the collector's process id (default: the one holding the state)")
+    # 0 and negative numbers would signal a whole process group, or every process there is.
+    reload.add_argument("--pid", type=_count(2**22),
+                        help="the collector's process id (default: the one holding the state)")
     once = sub.add_parser("once", parents=[common], help="poll every watch once, then exit (non-zero if any failed)")
     once.add_argument("--watch", action="append", help="only this watch (repeatable)")
     demo = sub.add_parser("demo", help="run the real pipeline against the built-in simulator, no setup needed")
     demo.add_argument("-c", "--config", type=Path, default=None,
                       help="take watches and outputs from this file (mimecast and state are the demo's)")
     demo.add_argument("--format", choices=("ecs", "cef", "raw"), default="ecs", help="event format on stdout")
-    demo.add_argument("--messages", type=int, default=800, help="messages in the simulated mail flow")
+    demo.add_argument("--messages", type=_count(100_000), default=800, help="messages in the simulated mail flow")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated mail flow")
     add_search_parser(sub, common)
     add_simulator_parser(sub)
@@ -61,6 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     args = build_parser().parse_args(argv)
+    try:
+        # Before anything takes the checkpoint lock, which is where `reload` finds this pid.
+        with Hangup().installed() as hangup:
+            code = _command(args, hangup)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`check-config | head`): stop quietly with the status of a tool killed by
+        # SIGPIPE; stdout goes to /dev/null so that the flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EX_BROKEN_PIPE
+    return code
+
+
+def _command(args: argparse.Namespace, hangup: Hangup) -> int:
     try:
         if args.command == "demo":
             from collector.demo import run_demo
@@ -84,15 +131,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from collector import commands
 
         if args.command == "run":
-            return commands.run(config)
+            return commands.run(config, hangup=hangup)
         if args.command == "doctor":
-            return commands.doctor(config)
+            return commands.doctor(config, create=args.create)
         if args.command == "reload":
             return commands.reload(config)
         if args.command == "search":
             return run_search(config, args)
         if args.command == "once":
-            return commands.once(config, watches=args.watch)
+            return commands.once(config, watches=args.watch, hangup=hangup)
         if args.state_command == "show":
             return commands.state_show(config)
         return commands.state_reset(config, watch=args.watch)
@@ -105,7 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StateCorruptError as exc:
         print(f"mimecast-collector: {exc}", file=sys.stderr)
         return EX_DATAERR
-    except StateError as exc:
+    except StateResourceError as exc:
+        print(f"mimecast-collector: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    except CollectorError as exc:  # a runtime condition found after the configuration passed: one line
         print(f"mimecast-collector: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import TextIO
 
 from collector.config import Config
-from collector.daemon import Collector
+from collector.daemon import Collector, Hangup
 from collector.errors import ConfigError, StateCorruptError
 from collector.logging import configure_logging
 from collector.poller import CycleResult
@@ -24,10 +24,10 @@ def _logging(config: Config) -> None:
     configure_logging(config.logging.level, config.logging.format, secrets=config.secrets())
 
 
-def run(config: Config) -> int:
-    """``run``: the daemon."""
+def run(config: Config, hangup: Hangup | None = None) -> int:
+    """``run``: the daemon; ``hangup`` is the SIGHUP handler installed before the checkpoint lock is taken."""
     _logging(config)
-    collector = Collector(config)
+    collector = Collector(config, hangup=hangup)
     try:
         return collector.run_forever()
     finally:
@@ -35,7 +35,12 @@ def run(config: Config) -> int:
 
 
 def reload(config: Config | None, pid: int | None = None) -> int:
-    """``reload``: SIGHUP to ``pid``, or to the collector holding this config's state lock."""
+    """``reload``: SIGHUP to ``pid`` if it is a collector, or to the collector holding this config's state lock."""
+    if pid is not None:
+        refusal = _not_a_collector(pid)
+        if refusal:
+            print(f"not signalling process {pid}: {refusal}", file=sys.stderr)
+            return 1
     if pid is None:
         assert config is not None
         pid = StateStore(config.collection.state_file).holder()
@@ -50,22 +55,37 @@ def reload(config: Config | None, pid: int | None = None) -> int:
     return 0
 
 
-def doctor(config: Config) -> int:
-    """``doctor``: a verdict and a fix for each thing the collector depends on."""
+def _not_a_collector(pid: int) -> str:
+    """Why ``pid`` is not a running mimecast-collector (its command line says), or ``""`` when it is one."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return "no such process"
+    if any(os.path.basename(a) == "mimecast-collector" for a in argv[:2]):
+        return ""
+    if argv[1:3] == ["-m", "collector"]:
+        return ""
+    program = os.path.basename(argv[0]) if argv else "unknown"
+    return f"it is not a mimecast-collector (it runs {program})"
+
+
+def doctor(config: Config, create: bool = False) -> int:
+    """``doctor``: a verdict and a fix for each thing the collector depends on (``create``: make missing folders)."""
     from collector.doctor import run_doctor
 
     configure_logging("error", config.logging.format, secrets=config.secrets())
-    return run_doctor(config, sys.stdout)
+    return run_doctor(config, sys.stdout, create=create)
 
 
-def once(config: Config, watches: Sequence[str] | None = None) -> int:
+def once(config: Config, watches: Sequence[str] | None = None, hangup: Hangup | None = None) -> int:
     """``once``: one cycle of every (or the named) watch; 1 if any failed."""
     _logging(config)
     unknown = sorted(set(watches or ()) - {w.name for w in config.watches})
     if unknown:
         raise ConfigError([f"--watch: no watch named {name!r}" for name in unknown])
     progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
-    collector = Collector(config, on_chunk=progress.update if progress else None)
+    collector = Collector(config, on_chunk=progress.update if progress else None, hangup=hangup)
     try:
         results = collector.run_once(watches)
     finally:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
+import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from types import FrameType
 from typing import Any
@@ -17,40 +18,23 @@ from prometheus_client import CollectorRegistry
 
 from collector import __version__
 from collector.config import Config
+from collector.errors import CollectorError, ConfigError
 from collector.formats import build_formatter
 from collector.metrics import Metrics, serve_metrics
 from collector.mimecast.client import MimecastClient
 from collector.pipeline import Output, Pipeline
 from collector.poller import CycleResult, Poller
 from collector.sinks import build_sink
+from collector.signals import Hangup, stopping_on_signals
 from collector.state import StateStore
 from collector.watchdog import PollTracker, Stall, bounds_for
 
-__all__ = ["Collector", "sd_notify", "stopping_on_signals"]
+__all__ = ["EX_STOP_TIMEOUT", "Collector", "Hangup", "sd_notify", "stopping_on_signals"]
 
-# How long SIGTERM waits for the running chunks before giving up (systemd's default stop timeout is 90 s).
-_SHUTDOWN_GRACE_S = 60.0
+# The exit status when shutdown_timeout passes with a poll or an output still blocked (EX_TEMPFAIL).
+EX_STOP_TIMEOUT = 75
 # How often the daemon looks for stalled polls (and pings systemd, more often if it asks for that).
 _CHECK_EVERY_S = 5.0
-
-
-@contextmanager
-def stopping_on_signals(stop: threading.Event,
-                        on_hup: Callable[[int, FrameType | None], None] | None = None) -> Iterator[None]:
-    """Inside the block SIGTERM and SIGINT set ``stop`` (and SIGHUP calls ``on_hup``); the handlers that were
-    installed before come back after it."""
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    handlers: dict[int, Any] = {signal.SIGTERM: handler, signal.SIGINT: handler}
-    if on_hup is not None:
-        handlers[signal.SIGHUP] = on_hup
-    previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
-    try:
-        yield
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
 
 
 def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
@@ -72,7 +56,8 @@ class Collector:
     """Everything one configuration needs, built once: client, checkpoint, outputs, pollers."""
 
     def __init__(self, config: Config, *, registry: CollectorRegistry | None = None,
-                 stop: threading.Event | None = None, on_chunk: Callable[[str, int, int], None] | None = None) -> None:
+                 stop: threading.Event | None = None, on_chunk: Callable[[str, int, int], None] | None = None,
+                 hangup: Hangup | None = None) -> None:
         self.config = config
         self.stop = stop or threading.Event()
         self.metrics = Metrics(registry or CollectorRegistry())
@@ -87,11 +72,14 @@ class Collector:
             self.pipeline = Pipeline(outputs, self.state, dead_letter=config.collection.dead_letter_file,
                                      metrics=self.metrics)
             self.pipeline.reconcile()
+            if hangup is not None:
+                hangup.attach(self.pipeline.request_reopen)
         except BaseException:
             self.state.close()
             raise
         self.client = MimecastClient(config.mimecast, metrics=self.metrics, stop=self.stop)
         self.tracker = PollTracker(bounds_for(config))
+        self._deadline = _StopDeadline(self.log, self.tracker, [w.name for w in config.watches])
         for w in config.watches:
             self.metrics.poll_running.labels(w.name).set_function(lambda n=w.name: self.tracker.running_for(n))
         self.pollers = [
@@ -102,10 +90,17 @@ class Collector:
         ]
 
     def close(self) -> None:
-        """Close outputs, the client and the checkpoint lock."""
-        self.pipeline.close()
-        self.client.close()
-        self.state.close()
+        """Close outputs, the client and the checkpoint lock (then a pending shutdown deadline is moot)."""
+        try:
+            self.pipeline.close()
+            self.client.close()
+            self.state.close()
+        finally:
+            self._deadline.cancel()
+
+    def arm_stop_deadline(self) -> None:
+        """Exit 75 unless :meth:`close` ends within ``collection.shutdown_timeout`` from now (once stop is asked)."""
+        self._deadline.arm(self.config.collection.shutdown_timeout.total_seconds())
 
     def run_once(self, watches: Sequence[str] | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> list[CycleResult]:
@@ -124,7 +119,7 @@ class Collector:
         from collector.scheduler import build_scheduler  # APScheduler is needed only by the daemon
 
         listen = self.config.metrics.listen
-        server = serve_metrics(self.metrics, *listen) if listen else None
+        server = _serve(self.metrics, listen) if listen else None
         scheduler = build_scheduler(self.pollers, self.config.collection.interval.total_seconds(), self.metrics,
                                     tracker=self.tracker, stop=self.stop)
         try:
@@ -144,7 +139,8 @@ class Collector:
                         sd_notify("WATCHDOG=1")
                 sd_notify("STOPPING=1\nSTATUS=finishing the current chunks")
                 self.log.info("collector.stopping", reason="signal")
-                _shutdown(scheduler, _SHUTDOWN_GRACE_S, self.log)
+                self.arm_stop_deadline()
+                scheduler.shutdown(wait=True)
         finally:
             if server is not None:
                 server.shutdown()
@@ -173,6 +169,27 @@ class Collector:
 
     def _reopen(self, signum: int, frame: FrameType | None) -> None:
         self.pipeline.request_reopen()
+
+
+def _serve(metrics: Metrics, listen: tuple[str, int]) -> Any:
+    """The metrics endpoint on ``listen``; a port in use is a runtime error, any other refusal a config one.
+
+    Raises:
+        CollectorError: the port is in use (exit 1: it may be free after a restart).
+        ConfigError: the host does not resolve, is not an address of this machine, or the port is privileged.
+    """
+    host, port = listen
+    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    try:
+        return serve_metrics(metrics, host, port)
+    except socket.gaierror as exc:
+        raise ConfigError([f"metrics.listen: cannot resolve {host!r} ({exc.strerror}); give an address of this "
+                           "machine, e.g. 127.0.0.1:9464"]) from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CollectorError(f"metrics.listen: {where} is already in use by another process; stop it or "
+                                 "choose another port") from None
+        raise ConfigError([f"metrics.listen: cannot listen on {where} ({exc.strerror or exc})"]) from None
 
 
 def _iso(value: datetime) -> str:
@@ -209,14 +226,54 @@ def _watchdog_interval() -> float | None:
     return int(usec) / 2_000_000
 
 
-def _shutdown(scheduler: Any, grace: float, log: Any) -> None:
-    done = threading.Event()
+class _StopDeadline:
+    """Ends the process when a shutdown outlives its timeout, whatever a poll or an output is blocked in.
 
-    def wait_for_jobs() -> None:
-        scheduler.shutdown(wait=True)
-        done.set()
+    A blocked ``write`` (a FIFO whose reader stopped, a hung mount) cannot be interrupted from another
+    thread, and the scheduler's threads are not daemon threads, so without this the process would never
+    exit. Nothing is lost by leaving: a chunk is committed only after every output took it, so the
+    blocked chunk is searched and delivered again at the next start, as after a crash.
+    """
 
-    threading.Thread(target=wait_for_jobs, name="shutdown", daemon=True).start()
-    if not done.wait(grace):
-        log.error("collector.shutdown_timeout", grace_s=grace,
-                  reason="a poll did not finish in time; its chunk was not committed and will be retried")
+    def __init__(self, log: Any, tracker: PollTracker, watches: Sequence[str]) -> None:
+        self._log, self._tracker, self._watches = log, tracker, watches
+        self._done = threading.Event()
+        self._armed = False
+
+    def arm(self, timeout_s: float) -> None:
+        """Start counting ``timeout_s`` seconds (once); :meth:`cancel` before then, or the process exits 75."""
+        if self._armed:
+            return
+        self._armed = True
+        threading.Thread(target=self._wait, args=(timeout_s,), name="stop-deadline", daemon=True).start()
+
+    def cancel(self) -> None:
+        """The shutdown finished: the deadline no longer applies."""
+        self._done.set()
+
+    def _wait(self, timeout_s: float) -> None:
+        if self._done.wait(timeout_s):
+            return
+        running = {w: round(self._tracker.running_for(w), 1) for w in self._watches if self._tracker.running_for(w)}
+        self._log.error("collector.shutdown_timeout", timeout_s=timeout_s, exit_status=EX_STOP_TIMEOUT,
+                        polls_running_s=running, blocked_in=_blocked_in(),
+                        reason="a poll or an output did not finish in time; exiting anyway: nothing past the "
+                               "checkpoint was committed, so the next start delivers the unfinished chunk")
+        sys.stderr.flush()
+        os._exit(EX_STOP_TIMEOUT)
+
+
+def _blocked_in() -> list[str]:
+    """Where each other thread is, as ``thread: file:line function`` of its innermost collector frame."""
+    found = []
+    for ident, frame in sys._current_frames().items():
+        if ident == threading.get_ident():
+            continue
+        name = next((t.name for t in threading.enumerate() if t.ident == ident), str(ident))
+        inner = frame
+        while inner is not None and f"{os.sep}collector{os.sep}" not in inner.f_code.co_filename:
+            inner = inner.f_back
+        if inner is not None:
+            where = inner.f_code.co_filename.rpartition(f"{os.sep}collector{os.sep}")[2]
+            found.append(f"{name}: collector/{where}:{inner.f_lineno} {inner.f_code.co_name}")
+    return sorted(found)

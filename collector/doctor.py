@@ -1,9 +1,13 @@
-"""``doctor``: check every connection the collector needs, and say how to fix what fails."""
+"""``doctor``: check every connection the collector needs, and say how to fix what fails.
+
+It only reads: no state database, lock, output file or folder is created (root running it by hand
+would otherwise leave files the service's user cannot open). ``create=True`` (``doctor --create``)
+first makes the missing folders of the checkpoint and of the file outputs.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -13,11 +17,12 @@ from typing import TextIO
 from collector.config import Config, OutputConfig, WatchConfig
 from collector.errors import (
     ApiError, ApiFailError, AuthError, BindingExpiredError, CollectorError, RateLimitedError, StateCorruptError,
-    StateError, StateLockedError, TransientApiError,
+    StateError, TransientApiError,
 )
 from collector.mimecast.client import MimecastClient
 from collector.sinks.transport import Transport, TransportError
 from collector.state import StateStore
+from collector.state.opening import inspect
 
 __all__ = ["Check", "run_doctor"]
 
@@ -35,9 +40,12 @@ class Check:
     fix: str = ""
 
 
-def run_doctor(config: Config, out: TextIO, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> int:
-    """Run every check, print a verdict per check, return 1 if any failed."""
+def run_doctor(config: Config, out: TextIO, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+               create: bool = False) -> int:
+    """Run every check, print a verdict per check, return 1 if any failed; ``create`` first makes missing folders."""
     checks = [Check("config", "ok", f"{config.source or 'configuration'} is valid")]
+    if create:
+        checks += _create_folders(config)
     if config.mimecast.proxy:
         checks.append(Check("proxy", "ok", f"requests to Mimecast go through {config.mimecast.proxy}"))
     checks += [_state(config)]
@@ -59,26 +67,49 @@ def run_doctor(config: Config, out: TextIO, now: Callable[[], datetime] = lambda
     return 1 if failed else 0
 
 
+_CREATE = "run `mimecast-collector doctor --create` to make it (systemd makes it at start: {})"
+
+
+def _create_folders(config: Config) -> list[Check]:
+    folders = [config.collection.state_file.parent] + [o.sink.path.parent for o in config.outputs
+                                                       if o.sink.type == "file"]
+    checks = []
+    for folder in dict.fromkeys(folders):
+        if folder.is_dir():
+            continue
+        try:
+            folder.mkdir(parents=True, mode=0o750)
+        except OSError as exc:
+            checks.append(Check(f"create {folder}", "fail", f"cannot create {folder}: {exc.strerror}",
+                                "create it by hand, writable by the collector's user"))
+        else:
+            checks.append(Check(f"create {folder}", "ok", "created"))
+    return checks
+
+
 def _state(config: Config) -> Check:
     path = config.collection.state_file
-    name = "state"
+    name, folder = "state", path.parent
+    if not folder.is_dir():
+        return Check(name, "fail", f"the state folder {folder} does not exist", _CREATE.format("StateDirectory="))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return Check(name, "fail", f"cannot write in {folder}: permission denied",
+                     "make the folder writable by the collector's user (systemd: StateDirectory=)")
+    holder = StateStore(path).holder()
+    if holder is not None:
+        return Check(name, "ok", f"{path} is in use by a running collector (pid {holder})")
+    if not path.exists():
+        return Check(name, "ok", f"{path} does not exist yet; the collector creates it at its first start")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".doctor-"):
-            pass
-    except OSError as exc:
-        return Check(name, "fail", f"cannot write in {path.parent}: {exc.strerror}",
-                     "create the folder and make it writable by the collector's user (systemd: StateDirectory=)")
-    try:
-        store = StateStore(path).open(lock=True)
-        store.close()
-    except StateLockedError:
-        return Check(name, "ok", f"{path} is in use by a running collector")
+        inspect(path)
     except StateCorruptError:
         return Check(name, "fail", f"{path} is corrupt",
                      "inspect it with `mimecast-collector state show`, then `mimecast-collector state reset`")
     except StateError as exc:
         return Check(name, "fail", str(exc), "check the permissions of the state folder")
+    if not os.access(path, os.R_OK | os.W_OK):
+        return Check(name, "fail", f"cannot write {path}: permission denied",
+                     "give the file to the collector's user")
     return Check(name, "ok", f"{path} is readable and writable")
 
 
@@ -107,14 +138,19 @@ def _output(output: OutputConfig) -> Check:
 
 
 def _file_output(name: str, path: Path) -> Check:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        os.close(fd)
-    except OSError as exc:
-        return Check(name, "fail", f"cannot append to {path}: {exc.strerror}",
-                     "create the folder and make it writable by the collector's user (systemd: LogsDirectory=)")
-    return Check(name, "ok", f"{path} is writable")
+    folder = path.parent
+    if path.exists():
+        if os.access(path, os.W_OK):
+            return Check(name, "ok", f"{path} is writable")
+        return Check(name, "fail", f"cannot append to {path}: permission denied",
+                     "give the file to the collector's user (systemd: LogsDirectory=)")
+    if not folder.is_dir():
+        return Check(name, "fail", f"cannot append to {path}: its folder {folder} does not exist",
+                     _CREATE.format("LogsDirectory="))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return Check(name, "fail", f"cannot append to {path}: cannot write in {folder}",
+                     "make the folder writable by the collector's user (systemd: LogsDirectory=)")
+    return Check(name, "ok", f"{path} does not exist yet; the collector creates it in {folder}, which is writable")
 
 
 def _credentials(config: Config, client: MimecastClient) -> Check:

@@ -7,6 +7,7 @@ Every error carries a short, bounded ``error_type`` usable as a metric label
     ├── ConfigError              the configuration is invalid (exit 78)
     ├── StateError               the checkpoint cannot be used
     │   ├── StateCorruptError    unreadable or of an unknown shape
+    │   ├── StateResourceError   the disk is full, read-only or not permitted (exit 75)
     │   └── StateLockedError     another instance holds the lock
     ├── ApiError                 talking to Mimecast failed
     │   ├── AuthError            401/403 or bad client credentials: not retried
@@ -39,6 +40,7 @@ __all__ = [
     "StateCorruptError",
     "StateError",
     "StateLockedError",
+    "StateResourceError",
     "TransientApiError",
 ]
 
@@ -69,6 +71,16 @@ class StateCorruptError(StateError):
     """The checkpoint file exists but cannot be understood."""
 
     error_type = "state_corrupt"
+
+
+class StateResourceError(StateError):
+    """The checkpoint is fine but its file system is not: full, read-only, not permitted, failing I/O.
+
+    Retrying once space, the mount or the permissions are fixed continues from the checkpoint; it is never a
+    reason to move the database aside.
+    """
+
+    error_type = "state_resource"
 
 
 class StateLockedError(StateError):

@@ -19,8 +19,10 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def append_durably(path: Path, data: bytes, mode: int) -> None:
+def append_durably(path: Path, data: bytes, mode: int) -> tuple[int, int, int]:
     """Append ``data`` to ``path`` (created with ``mode``, folders as needed) and fsync it.
+
+    Returns the file's device and inode, and its length before the append (where ``data`` begins).
 
     Raises:
         OSError: the folder, the file or the write failed.
@@ -28,7 +30,9 @@ def append_durably(path: Path, data: bytes, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
     try:
+        info = os.fstat(fd)
         write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
+    return info.st_dev, info.st_ino, info.st_size

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["Redactor", "configure_logging"]
+__all__ = ["Redactor", "SkippedRunToDebug", "configure_logging"]
 
 _SECRET_KEYS = re.compile(r"(secret|token|password|authorization|signature|access_key|app_key)", re.I)
 
@@ -48,6 +48,20 @@ class Redactor:
         return value
 
 
+class SkippedRunToDebug(logging.Filter):
+    """APScheduler's "maximum number of running instances reached" warning, demoted to debug.
+
+    The collector's own ``poll.still_running`` line says the same in its words, once per skipped slot.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Demote the skipped-run warning; let every other record through."""
+        if "maximum number of running instances" not in str(record.msg):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger("apscheduler").isEnabledFor(logging.DEBUG)
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", *, stream: TextIO | None = None,
                       secrets: Iterable[str] = ()) -> None:
     """Route structlog and the standard library (APScheduler) through one renderer.
@@ -83,6 +97,10 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, stream: TextIO 
     # The scheduler's own "Running job" lines, two per poll, are detail: shown only at debug.
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if root.level <= logging.DEBUG
                                               else max(logging.WARNING, root.level))
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    for old in [f for f in scheduler_log.filters if isinstance(f, SkippedRunToDebug)]:
+        scheduler_log.removeFilter(old)
+    scheduler_log.addFilter(SkippedRunToDebug())
     structlog.configure(
         processors=[structlog.stdlib.filter_by_level, *shared,
                     structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

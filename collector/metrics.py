@@ -18,7 +18,7 @@ _POLL_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900, 3600)
 _ANSWER_BUCKETS = (0, 1, 10, 25, 50, 75, 90, 99, 100, 250, 500, 1000, 5000)
 _OUTCOMES = ("success", "failure", "interrupted", "crash")
 _ERROR_TYPES = ("auth", "binding_expired", "rate_limited", "server_error", "timeout", "connection",
-                "malformed_response", "api_fail", "sink", "state", "api", "internal")
+                "malformed_response", "api_fail", "sink", "state", "state_resource", "api", "internal")
 _INVALID_REASONS = ("missing_id", "bad_received", "not_an_object", "format_error")
 _RETRY_REASONS = ("token_expired", "server_error", "timeout", "connection", "malformed_response", "api_fail")
 

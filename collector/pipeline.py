@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,9 +19,19 @@ from collector.fileio import append_durably
 from collector.formats import Event, Formatter, json_line
 from collector.records import TrackedEmail
 from collector.sinks import Line, Sink
-from collector.state import Advance, OutputMark, StateStore
+from collector.sinks.tails import prefix_matches
+from collector.state import Advance, Intent, OutputMark, StateStore
 
 __all__ = ["Chunk", "Output", "Pipeline", "invalid_key"]
+
+
+@dataclass(frozen=True)
+class _Appended:
+    """Where a chunk's dead letters began in the file, and what they were."""
+
+    identity: tuple[int, int]
+    start: int
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -70,11 +81,13 @@ class Pipeline:
         self._log = structlog.get_logger("collector.pipeline")
 
     def reconcile(self) -> None:
-        """On start, cut uncommitted tails off file outputs, report any shorter than committed, record marks."""
+        """On start, cut the tails this checkpoint wrote but did not commit off file outputs; report (and count)
+        files shorter than committed or holding bytes another writer appended; record marks."""
         with self._lock:
             for out in self.outputs:
                 reconcile = getattr(out.sink, "reconcile", None)
-                if reconcile is not None and reconcile(self.state.outputs.get(out.name)) < 0:
+                if reconcile is not None and reconcile(self.state.outputs.get(out.name),
+                                                       self.state.intents.get(out.name)) < 0:
                     self.metrics.sink_errors.labels(out.name).inc()
             self._record_marks()
 
@@ -110,10 +123,16 @@ class Pipeline:
             invalid_keys = [invalid_key(raw) for _e, raw in invalid]
             set_aside = self.state.known(chunk.watch, invalid_keys)
             fresh_invalid = [v for k, v in zip(invalid_keys, invalid) if k not in set_aside]
+            letters: _Appended | None = None
             try:
+                # What each file is about to receive is recorded first: only that is ever cut back after a crash.
+                intents = {out.name: intent for out in self.outputs
+                           if rendered[out.name] and (intent := self._stage(out, rendered[out.name])) is not None}
+                if intents:
+                    self.state.record_intents(intents)
                 for out in self.outputs:
                     self._write(out, rendered[out.name])
-                self._write_dead_letters(chunk.watch, fresh_invalid)
+                letters = self._write_dead_letters(chunk.watch, fresh_invalid)
                 marks = {out.name: mark for out in self.outputs if (mark := out.sink.mark()) is not None}
                 self.state.commit(Advance(
                     chunk.watch, chunk.watermark, chunk.horizon,
@@ -122,7 +141,10 @@ class Pipeline:
             except BaseException as exc:
                 # Whatever went wrong, nothing of this chunk may stay in a file the checkpoint does not cover.
                 for out in self.outputs:
-                    out.sink.rollback()
+                    if out.sink.rollback():
+                        self.metrics.sink_errors.labels(out.name).inc()
+                if letters is not None:
+                    self._take_back(letters)
                 if isinstance(exc, StateError):
                     self.metrics.state_write_errors.inc()
                 raise
@@ -131,6 +153,11 @@ class Pipeline:
                 self.metrics.events.labels(chunk.watch, out.name).inc(len(rendered[out.name]))
             if repeats:
                 self.metrics.duplicates.labels(chunk.watch).inc(len(repeats))
+            for error, _raw in fresh_invalid:
+                self.metrics.invalid.labels(chunk.watch, error.reason).inc()
+            if fresh_invalid:
+                self._log.warning("records.set_aside", watch=chunk.watch, count=len(fresh_invalid),
+                                  file=str(self._dead_letter), reasons=sorted({e.reason for e, _ in fresh_invalid}))
 
     def close(self) -> None:
         """Flush and close every sink."""
@@ -158,6 +185,11 @@ class Pipeline:
             keys.append(event.record.key)
         return rendered, keys, failed
 
+    @staticmethod
+    def _stage(out: Output, lines: list[Line]) -> Intent | None:
+        stage = getattr(out.sink, "stage", None)
+        return stage(lines) if stage is not None else None
+
     def _write(self, out: Output, lines: list[Line]) -> None:
         if not lines:
             return
@@ -177,20 +209,32 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - the chunk is committed; a sink's bookkeeping cannot undo that
             self._log.error("sink.commit_note_failed", output=out.name, error=f"{type(exc).__name__}: {exc}")
 
-    def _write_dead_letters(self, watch: str, fresh: list[tuple[RecordError, Any]]) -> None:
-        for error, _raw in fresh:
-            self.metrics.invalid.labels(watch, error.reason).inc()
+    def _write_dead_letters(self, watch: str, fresh: list[tuple[RecordError, Any]]) -> _Appended | None:
+        """Append ``fresh`` to the dead-letter file; what was appended, to take it back if the commit fails."""
         if not fresh:
-            return
+            return None
         at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         data = "".join(json_line({"at": at, "watch": watch, "reason": e.reason, "error": str(e), "record": raw})
                        + "\n" for e, raw in fresh).encode("utf-8", "surrogatepass")
         try:
-            append_durably(self._dead_letter, data, 0o600)
+            device, inode, start = append_durably(self._dead_letter, data, 0o600)
         except OSError as exc:
             raise SinkError("dead-letter", f"cannot write {self._dead_letter}: {exc.strerror or exc}") from None
-        self._log.warning("records.set_aside", watch=watch, count=len(fresh), file=str(self._dead_letter),
-                          reasons=sorted({e.reason for e, _ in fresh}))
+        return _Appended((device, inode), start, data)
+
+    def _take_back(self, letters: _Appended) -> None:
+        """Cut the dead letters of a chunk that did not commit (they are written again with its retry), when
+        nothing but them lies past where they began."""
+        try:
+            size = os.stat(self._dead_letter).st_size
+            if prefix_matches(self._dead_letter, letters.identity, letters.start, size, letters.data):
+                os.truncate(self._dead_letter, letters.start)
+                return
+        except OSError:
+            pass
+        self._log.error("dead_letters.not_taken_back", file=str(self._dead_letter),
+                        reason="the chunk failed after its dead letters were written, and the file changed since; "
+                               "they are kept and will be written again with the chunk's retry")
 
     def _record_marks(self) -> None:
         marks: dict[str, OutputMark] = {}

@@ -1,8 +1,9 @@
 """``search``: one span searched completely with the daemon's engine, on a checkpoint of its own.
 
-The daemon's checkpoint is never opened: the search keeps its progress in a private
-checkpoint (the ``--resume`` file, else a temporary one), so it can run beside the
-daemon, be interrupted, and continue where it stopped without writing an event twice.
+The daemon's checkpoint is never written (only read, to refuse a file it owns: see
+``collector.ownership``): the search keeps its progress in a private checkpoint (the
+``--resume`` file, else a temporary one), so it can run beside the daemon, be
+interrupted, and continue where it stopped without writing an event twice.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from collector.config import Config, FileSinkConfig, MetricsConfig, OutputConfig, WatchConfig, parse_duration
 from collector.errors import ConfigError
+from collector.ownership import claim, owner, release
 from collector.windows import RETENTION, floor_second
 
 __all__ = ["Span", "add_search_parser", "resolve_span", "run_search"]
@@ -31,6 +33,8 @@ _FILTERS = {"to": "to", "from": "from", "subject": "subject", "sender_ip": "send
 _NAME = "search"
 # The daemon stays this far inside the retention too: an older start would be silently cut.
 _MARGIN = timedelta(minutes=1)
+# A file another checkpoint owns is refused like any bad option (EX_CONFIG).
+_REFUSED = 78
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,8 @@ def add_search_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--end", help="search up to this time (default: now less collection.lag)")
     p.add_argument("--format", choices=("ecs", "cef", "raw"), default=None, help="event format (default ecs)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("-o", "--out", type=Path, help="append events to this file (default: stdout)")
+    where.add_argument("-o", "--out", type=Path,
+                       help="append events to this file (default: stdout); a file a checkpoint owns is refused")
     where.add_argument("--output", help="deliver to this configured output (backfill)")
     p.add_argument("--resume", type=Path, metavar="FILE",
                    help="keep progress in FILE; running again with it continues without duplicates")
@@ -80,7 +85,7 @@ def resolve_span(args: argparse.Namespace, now: datetime, lag: timedelta) -> Spa
             if option == "end":
                 end = floor_second(_time(text))
             elif option == "since":
-                start = floor_second(now) - parse_duration(text)
+                start = floor_second(now) - min(parse_duration(text), RETENTION)  # longer is refused below
             else:
                 start = floor_second(_time(text))
         except ValueError as exc:
@@ -119,6 +124,11 @@ def run_search(config: Config, args: argparse.Namespace) -> int:
         _same_search(resume, saved, watch, output)
     else:
         output, span = _beside(configured, None, now), resolve_span(args, now, config.collection.lag)
+    target = Path(_path(output)) if _path(output) else None
+    who = owner(target, config, resume) if target is not None else None
+    if who is not None:
+        print(f"search: refusing to append to {target}: it belongs to {who}; choose another file", file=sys.stderr)
+        return _REFUSED
     if output is not configured:
         print(f"search: backfilling output {output.name!r} into {_path(output)} (beside the daemon's file, "
               "which only the daemon writes to)", file=sys.stderr)
@@ -128,8 +138,16 @@ def run_search(config: Config, args: argparse.Namespace) -> int:
     if saved is None:
         meta = {"start": _iso(span.start), "end": _iso(span.end), "watch": _describe(watch),
                 "output": _describe(output), "file": _path(output)}
-        _meta(resume).write_text(json.dumps(meta) + "\n", encoding="utf-8")
-    return _search(config, watch, output, span, resume, resume=resume)
+        try:
+            _meta(resume).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([f"--resume: cannot write {_meta(resume)}: {exc.strerror or exc}"]) from None
+    if target is not None:
+        claim(target, resume)
+    code = _search(config, watch, output, span, resume, resume=resume)
+    if code == 0 and target is not None:
+        release(target)
+    return code
 
 
 def _search(config: Config, watch: WatchConfig, output: OutputConfig, span: Span, state_file: Path, *,
@@ -145,7 +163,7 @@ def _search(config: Config, watch: WatchConfig, output: OutputConfig, span: Span
     progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
     collector = Collector(mine, stop=stop, on_chunk=progress.update if progress else None)
     try:
-        with stopping_on_signals(stop):
+        with stopping_on_signals(stop, on_stop=collector.arm_stop_deadline):
             if collector.state.watch(watch.name).watermark is None:
                 collector.state.commit(Advance(watch.name, span.start, span.start))
             [result] = [p.run_cycle(datetime.now(timezone.utc), until=span.end) for p in collector.pollers]
@@ -254,7 +272,10 @@ def _time(text: str) -> datetime:
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00: no such UTC time
+        raise ValueError(f"{text.strip()!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def _iso(value: datetime) -> str:

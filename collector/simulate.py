@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
@@ -66,7 +67,7 @@ def run_simulator(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     quota = _quota(args.quota)
     options = _shapes(args)
     problems = [f"--{name}: must be {rule}" for name, bad, rule in (
-        ("density", args.density <= 0, "above 0"), ("burst", args.burst < 0, "0 or more"),
+        ("density", not 0 < args.density <= 1000, "above 0 and at most 1000"), ("burst", args.burst < 0, "0 or more"),
         ("cap", args.cap < 2, "2 or more"), ("fault-every", args.fault_every < 0, "0 or more"),
         ("port", not 0 <= args.port <= 65535, "0 to 65535")) if bad]
     if problems:
@@ -155,6 +156,8 @@ def _quota(text: str | None) -> Bucket | None:
         return None
     limit, _, refill = text.partition("/")
     try:
+        if not math.isfinite(float(refill)):
+            raise ValueError(refill)
         return Bucket(int(limit), float(refill))
     except ValueError:
         raise ConfigError([f"--quota: expected LIMIT/REFILL like 50/0.5 (requests, seconds), got {text!r}"]) from None

@@ -33,17 +33,8 @@ def problems(data: Any, tmp_path: Path, env: dict[str, str] | None = None) -> li
     return list(info.value.problems)
 
 
-def test_example_config_passes_check_config() -> None:
-    """The shipped example is valid and check-config exits 0 with a summary."""
-    result = run_cli("check-config", "-c", str(ROOT / "config.example.yaml"))
-    assert result.returncode == 0, result.stderr
-    assert "is valid" in result.stdout
-    assert "replace-with-your-client-secret" not in result.stdout
-    assert "client_secret ***" in result.stdout
-
-
 def check_three_mistakes(tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """``check-config`` on the README's example of three separate mistakes."""
+    """``check-config`` on docs/configuration.md's example of three separate mistakes."""
     data = base(tmp_path)
     data["mimecast"]["timeout"] = "5x"
     data["collection"]["windw"] = "5m"
@@ -215,3 +206,49 @@ def test_check_config_uses_env_default_path(tmp_path: Path) -> None:
 def test_secret_repr() -> None:
     """A Secret never prints its value."""
     assert repr(Secret("abc")) == "Secret('***')" and str(Secret("abc")) == "Secret('***')"
+
+
+@pytest.mark.parametrize(("collection", "refused"), [
+    ({"initial_lookback": "1m"}, "1m is not longer than collection.lag (2m)"),
+    ({"initial_lookback": "2m"}, "2m is not longer than collection.lag (2m)"),
+    ({"initial_lookback": "5m", "lag": "5m"}, "5m is not longer than collection.lag (5m)"),
+    ({"initial_lookback": "1h", "lag": "6h"}, "1h is not longer than collection.lag (6h)"),
+    ({"initial_lookback": "2m1s"}, None),
+    ({"initial_lookback": "1m", "lag": "0s"}, None),
+])
+def test_a_configuration_that_can_never_collect_is_refused(tmp_path: Path, collection: dict[str, str],
+                                                           refused: str | None) -> None:
+    """The first search spans [now - initial_lookback, now - lag): not longer than lag, it spans nothing, no
+    watermark is ever set and every poll would "succeed" with nothing searched. check-config and run say so."""
+    data = base(tmp_path)
+    data["collection"].update(collection)
+    cfg = write_config(tmp_path, data)
+    for command in ("check-config", "run") if refused else ("check-config",):
+        result = run_cli(command, "-c", str(cfg))
+        if refused is None:
+            assert result.returncode == 0, result.stderr
+            continue
+        assert result.returncode == 78, result.stderr
+        assert f"collection.initial_lookback: {refused}: the first search would span nothing" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_two_writers_of_one_file_are_refused(tmp_path: Path) -> None:
+    """Two file outputs on one file, or an output on the checkpoint or the dead letters, name both keys."""
+    data = base(tmp_path)
+    data["outputs"] += [
+        {"name": "o2", "sink": {"type": "file", "path": str(tmp_path / "sub" / ".." / "o.ndjson")}},
+        {"name": "o3", "sink": {"type": "file", "path": str(tmp_path / "state.json")}},
+        {"name": "o4", "sink": {"type": "file", "path": str(tmp_path / "state.json.lock")}},
+        {"name": "o5", "sink": {"type": "file", "path": str(tmp_path / "dead-letter.ndjson")}},
+        {"name": "o6", "sink": {"type": "stdout"}}]
+    found = problems(data, tmp_path)
+    assert found == [
+        f"outputs[1].sink.path: {tmp_path / 'sub' / '..' / 'o.ndjson'} is also outputs[0].sink.path; an output "
+        "needs a file of its own (two writers would cut each other's events at start)",
+        f"outputs[2].sink.path: {tmp_path / 'state.json'} is also collection.state_file; an output needs a file of "
+        "its own (two writers would cut each other's events at start)",
+        f"outputs[3].sink.path: {tmp_path / 'state.json.lock'} is also collection.state_file; an output needs a "
+        "file of its own (two writers would cut each other's events at start)",
+        f"outputs[4].sink.path: {tmp_path / 'dead-letter.ndjson'} is also collection.dead_letter_file; an output "
+        "needs a file of its own (two writers would cut each other's events at start)"]

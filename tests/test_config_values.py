@@ -162,3 +162,50 @@ def test_a_debug_line_carrying_the_proxy_url_is_redacted(tmp_path: Path) -> None
     line = json.loads(result.stderr.strip().splitlines()[-1])
     assert line["level"] == "debug" and line["event"] == "mimecast.proxy"
     assert PASSWORD not in result.stderr and "***" in line["proxy"] and "***" in line["error"]
+
+
+_MALFORMED = [f"alice:{PASSWORD}@proxy.example.com:3128", f"http//alice:{PASSWORD}@proxy.example.com:3128",
+              f"http:/alice:{PASSWORD}@proxy.example.com", f"http://alice:{PASSWORD}@proxy.example.com:99999",
+              f"http://alice:{PASSWORD}@[::1", f"http://alice:{PASSWORD}/x@proxy.example.com:3128",
+              f"socks5://alice:{PASSWORD}@proxy.example.com:1080"]
+
+
+@pytest.mark.parametrize("proxy", _MALFORMED)
+def test_a_malformed_proxy_url_never_shows_its_password(tmp_path: Path, proxy: str) -> None:
+    """check-config, run and doctor refuse a proxy URL of any wrong shape at mimecast.proxy, exit 78, and never
+    print its password: without a scheme, the scheme mistyped, a bad port or host, an unencoded '/'."""
+    data = base(tmp_path)
+    data["mimecast"]["proxy"] = proxy
+    cfg = write_config(tmp_path, data)
+    for command in ("check-config", "run", "doctor"):
+        result = run_cli(command, "-c", str(cfg), timeout=60)
+        assert result.returncode == 78, (command, result.stderr)
+        assert "mimecast.proxy: " in result.stderr and "***@" in result.stderr, (command, result.stderr)
+        assert PASSWORD not in result.stdout + result.stderr, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_a_password_in_base_url_is_refused_without_being_shown(tmp_path: Path) -> None:
+    """Mimecast takes no user-info: base_url and token_url with user:password@ are refused, redacted."""
+    data = base(tmp_path)
+    data["mimecast"]["base_url"] = f"https://bob:{PASSWORD}@api.services.mimecast.com"
+    data["mimecast"]["token_url"] = f"https://bob:{PASSWORD}@api.services.mimecast.com/oauth/token"
+    cfg = write_config(tmp_path, data)
+    for command in ("check-config", "run", "doctor"):
+        result = run_cli(command, "-c", str(cfg), timeout=60)
+        assert result.returncode == 78, (command, result.stderr)
+        assert "mimecast.base_url: 'https://***@api.services.mimecast.com' must not carry user:password@" \
+               in result.stderr
+        assert "mimecast.token_url: 'https://***@api.services.mimecast.com/oauth/token'" in result.stderr
+        assert PASSWORD not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    (f"alice:{PASSWORD}@proxy:3128", "***@proxy:3128"), (f"http//a:{PASSWORD}@p:1", "***@p:1"),
+    (f"http://a:{PASSWORD}@p@q:1", "http://***@q:1"), ("https://proxy:3128/", "https://proxy:3128/"),
+])
+def test_any_shape_of_url_prints_redacted(url: str, shown: str) -> None:
+    """str, repr and the log redactor's secrets cover a URL whatever its shape."""
+    value = RedactedUrl(url)
+    assert str(value) == shown and PASSWORD not in repr(value)
+    assert (PASSWORD in url) == any(PASSWORD in s for s in value.secrets())

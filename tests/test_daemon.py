@@ -272,7 +272,7 @@ def test_once_on_a_terminal_shows_a_progress_bar(steady: Simulator, tmp_path: Pa
 
 
 def test_reload_without_a_running_collector_says_so(steady: Simulator, tmp_path: Path) -> None:
-    """reload finds no lock holder and exits 1 with a plain message; --pid signals that process directly."""
+    """reload finds no lock holder and exits 1 with a plain message; --pid refuses a process that is not ours."""
     cfg = write_config(tmp_path, config_dict(steady, tmp_path))
     result = run_cli("reload", "-c", str(cfg))
     assert result.returncode == 1 and "no collector is running" in result.stderr
@@ -280,5 +280,105 @@ def test_reload_without_a_running_collector_says_so(steady: Simulator, tmp_path:
                            "lambda *a: exit(7)); print('ready', flush=True); time.sleep(30)"],
                           stdout=subprocess.PIPE, text=True) as sleeper:
         assert sleeper.stdout is not None and sleeper.stdout.readline() == "ready\n", "the handler is installed"
-        assert run_cli("reload", "--pid", str(sleeper.pid)).returncode == 0
-        assert sleeper.wait(timeout=10) == 7
+        result = run_cli("reload", "--pid", str(sleeper.pid))
+        assert result.returncode == 1 and "it is not a mimecast-collector" in result.stderr
+        time.sleep(0.5)
+        assert sleeper.poll() is None, "the process was signalled"
+        sleeper.kill()
+
+
+def test_sigterm_with_an_output_blocked_in_write_exits_within_the_shutdown_timeout(
+        steady: Simulator, tmp_path: Path, now: datetime) -> None:
+    """A FIFO output whose reader stopped reading blocks a poll in write(): SIGTERM still ends the process
+    within collection.shutdown_timeout, exit 75, saying where it was blocked; the next start delivers it all."""
+    fifo = tmp_path / "stalled.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    out = tmp_path / "out.ndjson"
+    outputs = [{"name": "archive", "format": "raw", "sink": {"type": "file", "path": str(out)}},
+               {"name": "pipe", "format": "raw", "sink": {"type": "file", "path": str(fifo)}}]
+    cfg = write_config(tmp_path, config_dict(steady, tmp_path, outputs=outputs,
+                                             collection={"shutdown_timeout": "3s", "window": "5m"}))
+    daemon = Daemon(tmp_path, "run", "-c", str(cfg))
+    try:
+        wait_for(lambda: _read_some(reader), what="the first events in the pipe")  # then it stops reading
+        time.sleep(1.5)
+        assert daemon.proc.poll() is None
+        began = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        log = daemon.wait(timeout=30)
+        took = time.monotonic() - began
+    finally:
+        daemon.kill()
+        os.close(reader)
+    assert daemon.proc.returncode == 75, log
+    assert 3 <= took < 10, took  # the timeout, plus a start-up margin on a loaded machine
+    [line] = [json.loads(x) for x in log.splitlines() if '"collector.shutdown_timeout"' in x]
+    assert line["exit_status"] == 75 and line["timeout_s"] == 3 and "inbound" in line["polls_running_s"]
+    assert any("collector/sinks/file.py" in where or "collector/fileio.py" in where for where in line["blocked_in"])
+    outputs[1]["sink"]["path"] = str(tmp_path / "pipe.ndjson")
+    write_config(tmp_path, config_dict(steady, tmp_path, outputs=outputs))
+    result = run_cli("once", "-c", str(cfg))
+    assert result.returncode == 0, result.stderr
+    expected = steady.flow.ground_truth(FLT, steady.flow.start, steady.flow.end, now)
+    got = keys_in(out)
+    assert set(got) == expected and max(got.values()) == 1
+
+
+def _read_some(fd: int) -> bool:
+    try:
+        return bool(os.read(fd, 4096))
+    except BlockingIOError:
+        return False
+
+
+def _lock_seen(lock: Path) -> str | None:
+    """What a reader finds in the lock file while it is held (None while nobody holds it)."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 64, 0).decode()
+    else:
+        return None
+    finally:
+        os.close(fd)
+
+
+def test_sighup_as_soon_as_the_pid_shows_never_kills_a_starting_collector(steady: Simulator, tmp_path: Path) -> None:
+    """Start after start, SIGHUP lands the moment the lock shows the pid (as a reload during start-up would):
+    no start dies of it (129), and whoever finds the lock held reads the holder's whole pid, never an empty
+    file or the pid of the collector before."""
+    from collector.state.lock import lock_holder
+
+    cfg = write_config(tmp_path, config_dict(steady, tmp_path, collection={"interval": "10s"},
+                                             logging={"level": "info"}))
+    lock = tmp_path / "state.json.lock"
+    seen: Counter[str] = Counter()
+    for _ in range(8):
+        daemon = Daemon(tmp_path, "run", "-c", str(cfg))
+        try:
+            expected = f"{daemon.proc.pid}\n"
+            while (found := _lock_seen(lock)) is None:
+                assert daemon.proc.poll() is None, daemon.log.read_text()
+            daemon.signal(signal.SIGHUP)
+            seen[found == expected] += 1
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                found = _lock_seen(lock)
+                if found is not None:
+                    seen[found == expected] += 1
+                    assert lock_holder(lock) in (daemon.proc.pid, None)
+            wait_for(lambda: "collector.started" in daemon.log.read_text(), what="the collector to start")
+            assert daemon.proc.poll() is None, daemon.log.read_text()
+            daemon.signal(signal.SIGTERM)
+            log = daemon.wait()
+        finally:
+            daemon.kill()
+        assert daemon.proc.returncode == 0, (daemon.proc.returncode, log)
+    assert seen[True] >= 8 and seen[False] == 0, seen

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from collector.daemon import Collector
 from collector.simulator import Fault, Filter, MailFlow, Simulator
+from collector.sinks import Line
 from tests.conftest import make_config
 from tests.statedb import read_state
 
@@ -180,16 +181,24 @@ def test_reopen_after_rotation_writes_a_new_file(flow: MailFlow, tmp_path: Path,
 
 
 def test_uncommitted_tail_is_cut_on_start(flow: MailFlow, tmp_path: Path, now: datetime) -> None:
-    """Bytes appended after the last commit (a crash) are removed when the collector starts."""
+    """A chunk written after the last commit and never committed (a crash) is removed when the collector starts;
+    bytes another process appended after the last commit are kept."""
     with Simulator(flow, clock=lambda: now) as sim:
         c = collector(sim, tmp_path)
         c.run_once(now=lambda: now)
-        c.close()
         before = (tmp_path / "out.ndjson").read_bytes()
-        with open(tmp_path / "out.ndjson", "ab") as f:
-            f.write(b'{"half written')
+        # What delivery does up to the crash: record what the file is about to receive, then write it.
+        sink, lines = c.pipeline.outputs[0].sink, [Line('{"written before a crash": 1}', 5, now)]
+        c.state.record_intents({"archive": sink.stage(lines)})
+        sink.write(lines)
+        c.close()
+        assert (tmp_path / "out.ndjson").read_bytes() != before
         collector(sim, tmp_path).close()
-    assert (tmp_path / "out.ndjson").read_bytes() == before
+        assert (tmp_path / "out.ndjson").read_bytes() == before
+        with open(tmp_path / "out.ndjson", "ab") as f:
+            f.write(b'{"appended by another process": 1}\n')
+        collector(sim, tmp_path).close()
+    assert (tmp_path / "out.ndjson").read_bytes() == before + b'{"appended by another process": 1}\n'
 
 
 def test_an_unexpected_error_while_writing_rolls_files_back(big: Simulator, tmp_path: Path, now: datetime) -> None:

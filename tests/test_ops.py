@@ -69,14 +69,32 @@ def test_units_are_rated_2_or_better(tmp_path: Path, unit: str) -> None:
 
 
 def test_units_run_the_collector_hardened_and_unprivileged() -> None:
-    """The units say what the README promises: notify + watchdog, no restart on bad config, no root."""
+    """The units say what docs/install.md promises: notify + watchdog, no restart on bad config, no root."""
     for unit in UNITS:
         text = (ROOT / "systemd" / unit).read_text()
         for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "RestartPreventExitStatus=65 78",
-                     "DynamicUser=yes", "StateDirectory=", "LogsDirectory=", "ConfigurationDirectory=",
+                     "User=mimecast-collector\nGroup=mimecast-collector\n", "UMask=0027", "LogsDirectoryMode=0750",
+                     "StateDirectory=", "LogsDirectory=", "ConfigurationDirectory=",
                      "LoadCredential=", "ProtectSystem=strict", "NoNewPrivileges=yes", "CapabilityBoundingSet=\n",
                      "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "SystemCallFilter=@system-service"):
             assert line in text, (unit, line)
+
+
+def test_units_restart_on_a_failing_state_file_system_and_not_on_damage() -> None:
+    """Exit 75 (the checkpoint's file system is full, read-only or not permitted) is restarted until fixed;
+    65 (damage) and 78 (configuration) are not, and none of them counts as success."""
+    from collector.cli import EX_CONFIG, EX_DATAERR, EX_TEMPFAIL
+
+    for unit in UNITS:
+        settings: dict[str, set[str]] = {}
+        for line in (ROOT / "systemd" / unit).read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not line.startswith("#"):
+                settings.setdefault(key.strip(), set()).update(value.split())
+        assert str(EX_TEMPFAIL) in settings.get("RestartForceExitStatus", set()), unit
+        assert {str(EX_DATAERR), str(EX_CONFIG)} <= settings["RestartPreventExitStatus"], unit
+        success = settings.get("SuccessExitStatus", set())
+        assert str(EX_TEMPFAIL) not in settings["RestartPreventExitStatus"] | success, unit
 
 
 def test_alert_rules_check_and_unit_tests_pass(tmp_path: Path) -> None:

@@ -254,3 +254,34 @@ def test_resume_refuses_another_search(sparse: Simulator, tmp_path: Path) -> Non
                     "-o", str(tmp_path / "a.ndjson"))
     assert other.returncode == 78
     assert "belongs to a search with other filters" in other.stderr
+
+
+def test_sigterm_while_the_output_is_blocked_ends_the_search_within_the_shutdown_timeout(
+        sparse: Simulator, tmp_path: Path) -> None:
+    """search -o onto a FIFO whose reader stopped: SIGTERM still ends it within collection.shutdown_timeout,
+    exit 75, naming where it was blocked."""
+    fifo, resume = tmp_path / "stalled.fifo", tmp_path / "progress.db"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    cfg = write_config(tmp_path, config_dict(sparse, tmp_path, collection={"result_cap": 40, "window": "1h",
+                                                                           "lag": "0s", "shutdown_timeout": "2s"},
+                                             logging={"level": "warning", "format": "json"}))
+    proc = _start_search(cfg, fifo, resume)
+    try:
+        deadline = time.monotonic() + 60
+        while len(sparse.searches()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # the pipe is full: the search is blocked in write
+        assert proc.poll() is None
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _stdout, stderr = proc.communicate(timeout=30)
+        took = time.monotonic() - began
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        os.close(reader)
+    assert proc.returncode == 75, stderr
+    assert 2 <= took < 10, took  # the timeout, plus a margin on a loaded machine
+    assert '"collector.shutdown_timeout"' in stderr and "collector/fileio.py" in stderr

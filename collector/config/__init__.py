@@ -23,7 +23,10 @@ from collector.config.document import (
     FORMATS, ROUTES, STATUSES, Config, LoggingConfig, MetricsConfig, OutputConfig, WatchConfig,
 )
 from collector.config.fields import kind
-from collector.config.loading import credentials_dir_from_env, default_config_path, describe, substitute_env
+from collector.config.loading import (
+    credentials_dir_from_env, default_config_path, describe, duplicate_names, placeholders, substitute_env,
+    without_repeats,
+)
 from collector.config.sections import CollectionConfig, HmacAuth, MimecastConfig, OAuth2Auth
 from collector.config.sinks import FACILITIES, FileSinkConfig, SinkConfig, StdoutSinkConfig, SyslogSinkConfig
 from collector.config.values import QuotaReserve, RedactedUrl, Secret, format_duration, parse_duration
@@ -68,10 +71,12 @@ def parse_config(data: Any, *, env: Mapping[str, str], base_dir: Path, source: P
     if not isinstance(data, dict):
         problems.append(f"(top level): expected a mapping, got {kind(data)}")
     else:
+        problems += placeholders(data)
         try:
             config = TypeAdapter(Config).validate_python(data, context=context)
         except ValidationError as exc:
-            problems += describe(exc, Config)
+            # Repeated names are checked on the raw lists too: the models check them only once every item is valid.
+            problems = without_repeats(problems, describe(exc, Config) + duplicate_names(data))
     if problems or config is None:
         raise ConfigError(problems)
     object.__setattr__(config, "source", source)

@@ -188,6 +188,31 @@ class Config(Section):
                                    examples=[{"level": "info", "format": "json"}])
     source: Optional[Path] = Field(None, init=False, exclude=True, repr=False)
 
+    @model_validator(mode="after")
+    def _files_apart(self) -> Config:
+        """Every file output, the checkpoint and the dead letters are different files.
+
+        Two writers of one file each cut what the other wrote as an uncommitted tail at start, and an
+        output onto the checkpoint would destroy it: such a configuration cannot deliver what it collects.
+        """
+        col = self.collection
+        taken = {col.state_file.resolve(): "collection.state_file", col.dead_letter_file.resolve():
+                 "collection.dead_letter_file"}
+        taken.update({col.state_file.resolve().with_name(col.state_file.name + side): "collection.state_file"
+                      for side in (".lock", "-wal", "-shm", "-journal")})
+        found = []
+        for i, output in enumerate(self.outputs):
+            path = getattr(output.sink, "path", None)
+            if path is None or (path.exists() and not path.is_file()):  # a FIFO or a device keeps no marks
+                continue
+            owner = taken.setdefault(path.resolve(), f"outputs[{i}].sink.path")
+            if owner != f"outputs[{i}].sink.path":
+                found.append((f"outputs[{i}].sink.path", f"{path} is also {owner}; an output needs a file of its "
+                              "own (two writers would cut each other's events at start)"))
+        if found:
+            raise problem(found[0][1], found[0][0], found[1:])
+        return self
+
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for the log redactor."""
         auth = self.mimecast.auth

@@ -98,9 +98,9 @@ def _duration(lo: str, hi: str, typed: type) -> Callable[[Any, ValidationInfo], 
         try:
             parsed = parse_duration(value)
         except ValueError as exc:
+            if re.fullmatch(_DURATION_SCHEMA["pattern"], value):  # well-formed, but too long for any timedelta
+                raise problem(f"{value} is out of range ({lo} to {hi})") from None
             raise problem(str(exc)) from None
-        except OverflowError:
-            raise problem(f"{value} is out of range ({lo} to {hi})") from None
         if not parse_duration(lo) <= parsed <= parse_duration(hi):
             raise problem(f"{value} is out of range ({lo} to {hi})")
         return parsed if typed is timedelta else parsed.total_seconds()
@@ -171,29 +171,42 @@ def Printable(most: int) -> Any:  # noqa: N802
     return typed(str, check, templated({"type": "string", "pattern": f"^[!-~]{{1,{most}}}$"}))
 
 
-def _url_text(value: Any, *, plain_http: bool) -> str:
+def _url_text(value: Any, *, plain_http: bool, userinfo: bool) -> str:
     text = _text(value)
+    shown = redact_url(text)
     try:
         parts = urlsplit(text)
-        hostname = parts.hostname
-    except ValueError:
-        raise problem(f"{redact_url(text)!r} is not an http(s) URL") from None
+        hostname, _port = parts.hostname, parts.port
+    except ValueError as exc:
+        reason = "its port is not a number from 1 to 65535" if "port" in str(exc).lower() else "it cannot be parsed"
+        if "@" in text and "@" not in _netloc(text):
+            reason = "a '/', '?' or '#' in its user-info must be percent-encoded"
+        raise problem(f"{shown!r} is not an http(s) URL ({reason})") from None
     if parts.scheme not in ("http", "https") or not hostname:
-        raise problem(f"{redact_url(text)!r} is not an http(s) URL")
+        raise problem(f"{shown!r} is not an http(s) URL")
+    if "@" in text and "@" not in parts.netloc:
+        raise problem(f"{shown!r} is not an http(s) URL (a '/', '?' or '#' in its user-info must be "
+                      "percent-encoded)")
+    if "@" in parts.netloc and not userinfo:
+        raise problem(f"{shown!r} must not carry user:password@ (Mimecast's credentials go under mimecast.auth)")
     if parts.scheme == "http" and hostname not in _LOOPBACK and not plain_http:
         raise problem("must use https (plain http is allowed only on loopback)")
     return text
 
 
+def _netloc(text: str) -> str:
+    return text.partition("://")[2].split("/")[0].split("?")[0].split("#")[0]
+
+
 # Python's URL parser forgives case, spaces and tabs, so the schema only asks for a string.
 _URL_SCHEMA = {"type": "string", "minLength": 1}
-Url = typed(str, lambda v: _url_text(v, plain_http=False), _URL_SCHEMA)
+Url = typed(str, lambda v: _url_text(v, plain_http=False, userinfo=False), _URL_SCHEMA)
 
 
 def _proxy(value: Any) -> RedactedUrl:
     if isinstance(value, RedactedUrl):
         return value
-    return RedactedUrl(_url_text(value, plain_http=True))
+    return RedactedUrl(_url_text(value, plain_http=True, userinfo=True))
 
 
 Proxy = typed(RedactedUrl, _proxy, _URL_SCHEMA)
@@ -277,7 +290,7 @@ def _listen(value: Any) -> tuple[str, int] | None:
     if value is None or isinstance(value, tuple):
         return value
     match = re.fullmatch(r"\[?([^\]]*?)\]?:(\d{1,5})", str(value))
-    if not match or not match.group(1) or not 0 <= int(match.group(2)) <= 65535:
+    if not match or not match.group(1) or not 1 <= int(match.group(2)) <= 65535:
         raise problem(f"{value!r} is not host:port (e.g. 127.0.0.1:9464), or null to disable")
     return match.group(1), int(match.group(2))
 

@@ -13,9 +13,15 @@ from pydantic import ValidationError
 
 from collector.config.fields import kind
 
-__all__ = ["credentials_dir_from_env", "default_config_path", "describe", "substitute_env"]
+__all__ = ["credentials_dir_from_env", "default_config_path", "describe", "duplicate_names", "placeholders",
+           "substitute_env", "without_repeats"]
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Set by systemd for the service only (StateDirectory=, LogsDirectory=, LoadCredential=), never in a shell.
+_SERVICE_ONLY = {"STATE_DIRECTORY": "/var/lib/mimecast-collector/NAME", "LOGS_DIRECTORY": "/var/log/mimecast-collector/NAME",
+                 "CREDENTIALS_DIRECTORY": "/etc/mimecast-collector/credentials/NAME"}
+# How the example configuration marks what the operator must fill in.
+PLACEHOLDER = "replace-with-"
 _MAPPING_ERRORS = ("dataclass_type", "dataclass_args_type", "model_type", "model_attributes_type", "dict_type")
 
 
@@ -36,11 +42,49 @@ def substitute_env(node: Any, env: Mapping[str, str], problems: list[str], path:
         if name not in env:
             if match.group(2) is not None:
                 return match.group(2)
-            problems.append(f"{path}: environment variable {name} is not set")
+            hint = (f" (systemd sets it for the service only; write the folder itself, e.g. {_SERVICE_ONLY[name]}, "
+                    "so that commands run by hand use the same path)" if name in _SERVICE_ONLY else "")
+            problems.append(f"{path}: environment variable {name} is not set{hint}")
             return ""
         return env[name]
 
     return _ENV_REF.sub(replace, node)
+
+
+def placeholders(node: Any, path: str = "") -> list[str]:
+    """A problem for every value still holding the example's ``replace-with-...`` placeholder."""
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in placeholders(v, _join(path, str(k)))]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in placeholders(v, f"{path}[{i}]")]
+    if isinstance(node, str) and node.startswith(PLACEHOLDER):
+        wanted = node[len(PLACEHOLDER):].replace("-", " ")
+        return [f"{path}: {node!r} is the example's placeholder: replace it with {wanted}"]
+    return []
+
+
+def duplicate_names(data: Mapping[str, Any], sections: tuple[str, ...] = ("watches", "outputs")) -> list[str]:
+    """A problem for every repeated ``name`` in the raw lists, so it is reported with the other problems at once."""
+    found = []
+    for section in sections:
+        items = data.get(section)
+        seen: set[str] = set()
+        for i, item in enumerate(items if isinstance(items, list) else ()):
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str) and name in seen:
+                found.append(f"{section}[{i}].name: duplicate name {name!r}")
+            if isinstance(name, str):
+                seen.add(name)
+    return found
+
+
+def without_repeats(first: list[str], then: list[str]) -> list[str]:
+    """``first``, then each problem of ``then`` that is not already said and is not about a path ``first`` covers.
+
+    A ``${VAR}`` that is not set leaves an empty value behind; its path is reported once, for the variable.
+    """
+    covered = {p.partition(": ")[0] for p in first}
+    return first + [p for p in then if p not in first and p.partition(": ")[0] not in covered]
 
 
 def _join(path: str, key: str) -> str:
@@ -51,7 +95,7 @@ def credentials_dir_from_env(env: Mapping[str, str], config_dir: Path | None = N
     """Where relative ``*_file`` secrets live.
 
     ``$CREDENTIALS_DIRECTORY`` when systemd sets it; otherwise a ``credentials`` folder beside the
-    config file when there is one (the layout the README installs), so that commands run by hand
+    config file when there is one (the layout docs/install.md installs), so that commands run by hand
     read the same secrets the service gets; otherwise ``None`` (the config's own folder).
     """
     value = env.get("CREDENTIALS_DIRECTORY")

@@ -17,7 +17,7 @@ from collector.config.fields import (
     TEMPLATE, Duration, FilePath, Integer, Proxy, SecretFile, SecretText, Seconds, Text, TlsVerify, Url, kind,
     problem, typed,
 )
-from collector.config.values import QuotaReserve, Secret
+from collector.config.values import QuotaReserve, Secret, format_duration
 
 __all__ = ["CollectionConfig", "HmacAuth", "MimecastConfig", "OAuth2Auth", "auth_field"]
 
@@ -209,6 +209,10 @@ class CollectionConfig(Section):
                                                                              "repeats are dropped.", examples=["10m"])
     initial_lookback: Duration("1m", "30d") = Field(timedelta(hours=1), description="How far back the first run "
                                                                                     "searches.", examples=["1h"])
+    shutdown_timeout: Duration("1s", "10m") = Field(
+        timedelta(seconds=60), description="Longest SIGTERM waits for running polls and outputs; then the "
+                                           "collector exits 75 anyway (keep it under systemd's TimeoutStopSec).",
+        examples=["60s"])
     result_cap: Integer(2, 100_000) = Field(100, description="A response this large may be truncated: the window "
                                                              "is split.", examples=[100])
     state_file: FilePath = Field(Path("/var/lib/mimecast-collector/state.json"), description="The checkpoint.",
@@ -219,6 +223,13 @@ class CollectionConfig(Section):
 
     @model_validator(mode="after")
     def _dead_letters(self) -> CollectionConfig:
+        # The first search spans [now - initial_lookback, now - lag), in whole seconds; every later one starts
+        # from where it ended. Unless that first span holds at least a second, nothing is ever searched.
+        if self.initial_lookback < self.lag + timedelta(seconds=1):
+            raise problem(f"{format_duration(self.initial_lookback)} is not longer than collection.lag "
+                          f"({format_duration(self.lag)}): the first search would span nothing, so no watch would "
+                          "ever collect; make it at least a second longer than lag (the default is 1h)",
+                          "initial_lookback")
         if self.dead_letter_file is None:
             object.__setattr__(self, "dead_letter_file", self.state_file.parent / "dead-letter.ndjson")
         return self

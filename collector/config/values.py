@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import unquote
 
 __all__ = ["QuotaReserve", "RedactedUrl", "Secret", "format_duration", "parse_duration", "redact_url"]
 
@@ -42,15 +42,24 @@ class Secret:
         return hash(self._value)
 
 
+# Everything up to the last "@" is user-info, whatever the URL's shape: a scheme mistyped (``http//``) or
+# missing, or a password holding "/", "@" or "#", must not move the password out of the part hidden.
+_USERINFO = re.compile(r"^(?P<scheme>\s*[A-Za-z][A-Za-z0-9+.-]*://)?(?P<userinfo>.*)@", re.S)
+
+
+def _userinfo(url: str) -> tuple[str, str] | None:
+    """``(scheme://, user-info)`` of ``url``, valid or not; ``None`` when it has no ``@``."""
+    match = _USERINFO.match(url)
+    return (match.group("scheme") or "", match.group("userinfo")) if match else None
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any user-info (``user:password@``) replaced by ``***@``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
+    """``url`` with any user-info (``user:password@``) replaced by ``***@``, however malformed the URL is."""
+    found = _userinfo(url)
+    if found is None:
         return url
-    netloc, slash, tail = rest.partition("/")
-    if "@" not in netloc:
-        return url
-    return f"{scheme}://***@{netloc.rpartition('@')[2]}{slash}{tail}"
+    scheme, userinfo = found
+    return f"{scheme}***@{url[len(scheme) + len(userinfo) + 1:]}"
 
 
 class RedactedUrl:
@@ -67,9 +76,12 @@ class RedactedUrl:
 
     def secrets(self) -> tuple[str, ...]:
         """The parts a log line must never show: the whole URL, its user-info and its password."""
-        parts = urlsplit(self._value)
-        userinfo = self._value.partition("://")[2].partition("/")[0].rpartition("@")[0]
-        return tuple(s for s in (self._value if userinfo else "", userinfo, parts.password or "") if s)
+        found = _userinfo(self._value)
+        if found is None:
+            return ()
+        userinfo = found[1]
+        password = userinfo.partition(":")[2]
+        return tuple(s for s in (self._value, userinfo, password, unquote(password)) if s)
 
     def __str__(self) -> str:
         return redact_url(self._value)
@@ -110,8 +122,11 @@ def parse_duration(text: str) -> timedelta:
     compact = text.strip()
     if not compact or _DURATION_PART.sub("", compact):
         raise ValueError(f"{text!r} is not a duration like 90s, 5m, 1h or 30d")
-    seconds = sum(int(n) * _UNIT[u] for n, u in _DURATION_PART.findall(compact))
-    return timedelta(seconds=seconds)
+    try:
+        seconds = sum(int(n) * _UNIT[u] for n, u in _DURATION_PART.findall(compact))
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError):  # past timedelta's 999999999 days, or more digits than int() reads
+        raise ValueError(f"{text!r} is too long (at most {timedelta.max.days} days)") from None
 
 
 def format_duration(value: timedelta) -> str:

@@ -46,8 +46,9 @@ class Sink(Protocol):
     def committed(self) -> None:
         """The checkpoint now covers everything written."""
 
-    def rollback(self) -> None:
-        """Take back what was written since the last commit, where possible."""
+    def rollback(self) -> bool | None:
+        """Take back what was written since the last commit, where possible; True when bytes that are not
+        only this sink's were found past the committed point and kept (counted as a sink error)."""
 
     def reopen(self) -> None:
         """Reopen the destination (after log rotation)."""

@@ -12,7 +12,8 @@ import structlog
 from collector.errors import SinkError
 from collector.fileio import write_all
 from collector.sinks.base import Line
-from collector.state import OutputMark
+from collector.sinks.tails import digests_for, matches, prefix_matches
+from collector.state import Intent, OutputMark
 
 __all__ = ["FileSink"]
 
@@ -22,7 +23,9 @@ class FileSink:
 
     The checkpoint records the committed length and inode. On start,
     :meth:`reconcile` cuts off a tail written after the last commit (a crash
-    between write and checkpoint), so the retried chunk is not duplicated.
+    between write and checkpoint), so the retried chunk is not duplicated;
+    before each write, :meth:`stage` says what it will append, so that a tail
+    is cut only when it is exactly that (another writer's bytes are kept).
     A path that is not a regular file (a FIFO, ``/dev/stdout``) is written
     without fsync or marks: at-least-once, like any stream.
     """
@@ -33,18 +36,22 @@ class FileSink:
         self._fd: int | None = None
         self._regular = True
         self._inode = 0
+        self._device = 0
         self._committed = 0
+        self._staged: tuple[Sequence[Line], bytes] | None = None
+        self._unsettled = b""  # written since the last commit, to prove a tail ours before taking it back
         self._dirty = False
         self._marked: int | None = None
         self._log = structlog.get_logger("collector.sinks.file").bind(output=name)
         self._open()
 
-    def reconcile(self, mark: OutputMark | None) -> int:
-        """Cut off anything written after the committed ``mark``; return the bytes removed.
+    def reconcile(self, mark: OutputMark | None, intent: Intent | None = None) -> int:
+        """Cut off what this checkpoint wrote after the committed ``mark``; return the bytes removed.
 
-        A file shorter than its committed mark lost committed events (cut by
-        hand, restored from an old backup, a storage fault): that is logged as
-        an error and returned as a negative count, and the file is taken as it is.
+        A tail is cut only when ``intent`` proves it is the write that a crash kept from being committed.
+        Anything else past the mark (another process appended to the file) is kept, logged as an error and
+        returned as a negative count. So is a file shorter than its committed mark, which lost committed
+        events (cut by hand, restored from an old backup, a storage fault): the file is taken as it is.
         """
         if not self._regular:
             return 0
@@ -59,6 +66,14 @@ class FileSink:
                                    "they are not shipped again")
             self._committed = size
             return size - mark.size
+        if size > mark.size and not self._ours(intent, mark.size, size):
+            self._log.error("sink.file.foreign_tail_kept", path=str(self.path), committed=mark.size,
+                            kept_bytes=size - mark.size,
+                            reason="bytes past the committed length are not what this collector wrote there "
+                                   "(another process appended to the file): they are kept, and a chunk written "
+                                   "before a crash, if any, is shipped again after them")
+            self._committed = size
+            return mark.size - size
         if size > mark.size:
             self._truncate(mark.size)
             self._log.warning("sink.file.uncommitted_tail_removed", path=str(self.path), bytes=size - mark.size,
@@ -68,12 +83,24 @@ class FileSink:
         self._committed = size
         return 0
 
+    def stage(self, lines: Sequence[Line]) -> Intent | None:
+        """What writing ``lines`` next will append, to be recorded before :meth:`write` (regular files only)."""
+        data = "".join(f"{line.text}\n" for line in lines).encode("utf-8", "surrogatepass")
+        self._staged = (lines, data)
+        if not self._regular:
+            return None
+        start = self._size()
+        return Intent(str(self.path), self._device, self._inode, start, digests_for(start, data))
+
     def write(self, lines: Sequence[Line]) -> None:
         """Append the lines."""
         if not lines:
             return
-        data = "".join(f"{line.text}\n" for line in lines).encode("utf-8", "surrogatepass")
+        staged, self._staged = self._staged, None
+        data = staged[1] if staged is not None and staged[0] is lines else \
+            "".join(f"{line.text}\n" for line in lines).encode("utf-8", "surrogatepass")
         self._dirty = True
+        self._unsettled += data
         try:
             write_all(self._require_fd(), data)
         except OSError as exc:
@@ -101,19 +128,36 @@ class FileSink:
         if self._regular:
             self._committed = self._marked if self._marked is not None else self._size()
             self._marked = None
+        self._unsettled = b""
 
-    def rollback(self) -> None:
-        """Truncate back to the last committed length."""
+    def rollback(self) -> bool:
+        """Truncate back to the last committed length, when what lies past it is what this sink wrote; True
+        when bytes past it were kept instead (another process appended to the file)."""
         self._marked = None
+        self._staged = None
+        written, self._unsettled = self._unsettled, b""
         try:
-            if self._regular and self._fd is not None and self._size() > self._committed:
+            size = self._size() if self._regular and self._fd is not None else self._committed
+            if size <= self._committed:
+                return False
+            if prefix_matches(self.path, (self._device, self._inode), self._committed, size, written):
                 self._truncate(self._committed)
+                return False
+            self._log.error("sink.file.foreign_tail_kept", path=str(self.path), committed=self._committed,
+                            kept_bytes=size - self._committed,
+                            reason="bytes past the committed length are not only what this collector wrote "
+                                   "(another process appended to the file): they are kept, and the chunk is "
+                                   "shipped again after them")
+            self._committed = size
+            return True
         except (OSError, SinkError) as exc:
             self._log.error("sink.file.rollback_failed", path=str(self.path), error=str(exc))
+        return False
 
     def reopen(self) -> None:
         """Close and open the path again (logrotate moved the file away)."""
         self._marked = None
+        self._unsettled = b""
         self.close()
         self._open()
         self.committed()
@@ -129,7 +173,7 @@ class FileSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
             info = os.fstat(self._fd)
-            self._inode, self._regular = info.st_ino, stat.S_ISREG(info.st_mode)
+            self._inode, self._device, self._regular = info.st_ino, info.st_dev, stat.S_ISREG(info.st_mode)
         except OSError as exc:
             raise SinkError(self.name, f"cannot open {self.path}: {exc.strerror or exc}") from None
 
@@ -141,6 +185,11 @@ class FileSink:
 
     def _size(self) -> int:
         return os.fstat(self._require_fd()).st_size
+
+    def _ours(self, intent: Intent | None, start: int, size: int) -> bool:
+        return (intent is not None and intent.path == str(self.path) and intent.start == start
+                and (intent.device, intent.inode) == (self._device, self._inode)
+                and matches(self.path, (self._device, self._inode), start, size, intent.digests))
 
     def _truncate(self, size: int) -> None:
         try:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-__all__ = ["Advance", "Key", "OutputMark", "WatchState"]
+__all__ = ["Advance", "Intent", "Key", "OutputMark", "WatchState"]
 
 Key = tuple[str, str]
 
@@ -33,6 +33,28 @@ class OutputMark:
     path: str
     inode: int
     size: int
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What a file output is about to append past its committed length, recorded before it writes.
+
+    ``device`` and ``inode`` name the file; ``start`` is the committed length the write begins at;
+    ``digests`` maps each length the file may stop at if the process dies mid-write (every page boundary
+    within the write, and its end) to the digest of the bytes from ``start`` to that length. A tail past
+    the committed length is cut only when it is exactly one of these: what this checkpoint wrote.
+    """
+
+    path: str
+    device: int
+    inode: int
+    start: int
+    digests: Mapping[int, bytes]
+
+    @property
+    def end(self) -> int:
+        """The file's length once the whole write is in it."""
+        return max(self.digests, default=self.start)
 
 
 @dataclass(frozen=True)

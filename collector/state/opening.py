@@ -4,6 +4,10 @@ A new database is created with mode 0600 (its write-ahead log and shared
 memory files take the same mode). A version 1 file is migrated into a new
 database beside it, then kept as ``<name>.v1.json`` before the database takes
 its place, so a crash at any point leaves either the old file or the new one.
+
+A write-ahead log and its index (``-wal``, ``-shm``) belong to the database beside them. Next to a version 1
+file they belong to a database that is no longer there (a downgrade put the JSON back), and SQLite would
+replay their pages onto the database the migration puts in its place: they are removed before it does.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from urllib.parse import quote
 import structlog
 
 from collector.errors import StateCorruptError, StateError
+from collector.state import intents
+from collector.state.failures import from_os, from_sqlite
 from collector.state.legacy import looks_like_json, migrate_json
 from collector.state.schema import RESET_HINT, create_schema, verify
 
-__all__ = ["SIDE_FILES", "connect", "legacy_backup"]
+__all__ = ["SIDE_FILES", "connect", "inspect", "legacy_backup"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 # The write-ahead log and its index live beside the database and belong to it.
@@ -45,6 +51,7 @@ def connect(path: Path, *, read_only: bool, in_use: bool = True) -> sqlite3.Conn
 
     Raises:
         StateCorruptError: the file is not a checkpoint this version can read.
+        StateResourceError: its file system is full, read-only, not permitted or failing.
         StateError: the file cannot be read or created.
     """
     head = _head(path)
@@ -61,7 +68,7 @@ def connect(path: Path, *, read_only: bool, in_use: bool = True) -> sqlite3.Conn
         except FileExistsError:
             pass
         except OSError as exc:
-            raise StateError(f"cannot create the state file {path}: {exc.strerror}") from None
+            raise from_os(exc, path, "create") from None
     conn = _open(path, read_only and (in_use or not os.access(path, os.W_OK)))
     try:
         if not verify(conn, path):
@@ -72,10 +79,36 @@ def connect(path: Path, *, read_only: bool, in_use: bool = True) -> sqlite3.Conn
             _fresh(conn)
         elif not read_only:
             _use_wal(conn, path)
+        if not read_only:
+            intents.ensure(conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise from_sqlite(exc, path, "open") from None
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _remove_stale_side_files(path: Path, why: str) -> None:
+    """Delete the ``-wal`` and ``-shm`` beside ``path`` (the caller holds the lock and knows they are not its)."""
+    removed = []
+    for suffix in SIDE_FILES:
+        side = path.with_name(path.name + suffix)
+        try:
+            size = side.stat().st_size
+            side.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise from_os(exc, side, "remove", "the stale file") from None
+        removed.append(f"{side.name} ({size} bytes)")
+    if removed:
+        _sync_folder(path.parent)
+        structlog.get_logger("collector.state").warning(
+            "state.stale_log_removed", path=str(path), removed=removed,
+            reason=f"{why}: the write-ahead log beside it belonged to a database that is no longer there, "
+                   "and replaying it would overwrite the checkpoint")
 
 
 def _head(path: Path) -> bytes | None:
@@ -85,7 +118,7 @@ def _head(path: Path) -> bytes | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise StateError(f"cannot read the state file {path}: {exc.strerror}") from None
+        raise from_os(exc, path, "read") from None
 
 
 def _open(path: Path, read_only: bool) -> sqlite3.Connection:
@@ -97,7 +130,7 @@ def _open(path: Path, read_only: bool) -> sqlite3.Connection:
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                    timeout=_BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
-        raise StateError(f"cannot open the state file {path}: {exc}") from None
+        raise from_sqlite(exc, path, "open") from None
     return conn
 
 
@@ -105,8 +138,8 @@ def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
     try:
         conn.execute(f"PRAGMA wal_autocheckpoint = {_FOLD_EVERY_PAGES}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        raise StateCorruptError(f"the state file {path} is corrupt ({exc}); {RESET_HINT}") from None
+    except sqlite3.Error as exc:
+        raise from_sqlite(exc, path, "open") from None
     if mode != "wal":
         raise StateError(f"the state file {path} cannot use write-ahead logging (journal mode {mode})")
 
@@ -122,7 +155,7 @@ def _legacy(path: Path, read_only: bool) -> sqlite3.Connection:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise StateError(f"cannot read the state file {path}: {exc.strerror}") from None
+        raise from_os(exc, path, "read") from None
     if read_only:
         conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         migrate_json(raw, path, conn)
@@ -138,6 +171,7 @@ def _legacy(path: Path, read_only: bool) -> sqlite3.Connection:
             counts = migrate_json(raw, path, conn)
         finally:
             conn.close()
+        _remove_stale_side_files(path, "the state file is a version 1 JSON checkpoint")
         backup = legacy_backup(path)
         backup.unlink(missing_ok=True)
         try:
@@ -148,7 +182,9 @@ def _legacy(path: Path, read_only: bool) -> sqlite3.Connection:
         _sync_folder(path.parent)
     except (OSError, sqlite3.Error) as exc:
         tmp.unlink(missing_ok=True)
-        raise StateError(f"cannot migrate the state file {path}: {exc}") from None
+        if isinstance(exc, OSError):
+            raise from_os(exc, path, "migrate") from None
+        raise from_sqlite(exc, path, "migrate") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -164,3 +200,34 @@ def _sync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def inspect(path: Path) -> None:
+    """Check that the existing file at ``path`` is a checkpoint this version reads, writing nothing at all.
+
+    The database is opened immutable: no lock, no write-ahead log or shared memory file is made, so a
+    check run by root leaves no file behind that the service's user could not open. Only for a file no
+    collector is using.
+
+    Raises:
+        StateCorruptError: the file is not a checkpoint this version can read.
+        StateError: the file cannot be read.
+    """
+    head = _head(path)
+    if head and looks_like_json(head):
+        _legacy(path, read_only=True).close()
+        return
+    if not head:
+        return
+    if not (len(head) == 100 and head.startswith(_SQLITE_MAGIC)):
+        raise StateCorruptError(f"the state file {path} is corrupt (neither a checkpoint database nor a version 1 "
+                                f"checkpoint); {RESET_HINT}")
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1", uri=True,
+                               isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot open the state file {path}: {exc}") from None
+    try:
+        verify(conn, path)
+    finally:
+        conn.close()

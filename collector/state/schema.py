@@ -10,20 +10,20 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 from collector.errors import StateCorruptError
+from collector.state.failures import RESET_HINT, from_sqlite
 
-__all__ = ["APPLICATION_ID", "RESET_HINT", "SCHEMA_VERSION", "create_schema", "digest", "digests", "from_iso",
+__all__ = ["APPLICATION_ID", "RESET_HINT", "SCHEMA_VERSION", "create_schema", "digest", "digests", "from_iso", "lookup",
            "stored_path", "stored_path_text", "to_iso", "verify"]
 
 # "MCCS": mimecast-collector checkpoint store.
 APPLICATION_ID = int.from_bytes(b"MCCS", "big")
 # Version 1 was the JSON file; the database starts at 2.
 SCHEMA_VERSION = 2
-RESET_HINT = "inspect it with `mimecast-collector state show`; `mimecast-collector state reset` starts afresh"
 
 _TABLES = """
 CREATE TABLE watches (
@@ -66,6 +66,7 @@ def verify(conn: sqlite3.Connection, path: Path, *, deep: bool = True) -> bool:
 
     Raises:
         StateCorruptError: a foreign SQLite file, a newer schema, or a failed ``quick_check``.
+        StateResourceError: the file system failed the reading (full, read-only, permission, I/O).
     """
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -85,8 +86,8 @@ def verify(conn: sqlite3.Connection, path: Path, *, deep: bool = True) -> bool:
             problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
             if problems != ["ok"]:
                 raise StateCorruptError(f"the state file {path} is damaged ({'; '.join(problems)}); {RESET_HINT}")
-    except sqlite3.DatabaseError as exc:
-        raise StateCorruptError(f"the state file {path} is corrupt ({exc}); {RESET_HINT}") from None
+    except sqlite3.Error as exc:
+        raise from_sqlite(exc, path, "read") from None
     return True
 
 
@@ -105,6 +106,17 @@ def digest(key: tuple[str, str]) -> bytes:
 def digests(keys: Iterable[tuple[str, str]]) -> dict[bytes, tuple[str, str]]:
     """Each key's stored form, mapped back to the key."""
     return {digest(k): k for k in keys}
+
+
+def lookup(conn: sqlite3.Connection, stored: list[bytes]) -> Iterator[bytes]:
+    """Which of the stored keys ``stored`` the keys table holds, asked in batches of up to 512."""
+    for i in range(0, len(stored), 512):
+        batch = stored[i:i + 512]
+        # Lists of a few lengths (powers of two, padded with a repeat): a statement for every length
+        # fills the connection's statement cache with compiled statements it keeps replacing.
+        batch += batch[:1] * ((1 << (len(batch) - 1).bit_length()) - len(batch))
+        for row in conn.execute(f"SELECT key FROM keys WHERE key IN ({','.join('?' * len(batch))})", batch):
+            yield row[0]
 
 
 def to_iso(value: datetime | None) -> str | None:

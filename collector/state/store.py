@@ -17,15 +17,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from collector.errors import StateError
+from collector.state import intents as pending
+from collector.state.failures import from_os, from_sqlite, writing
 from collector.state.forgetting import prune_point, remembered_from
 from collector.state.lock import lock_holder, take_lock
-from collector.state.model import Advance, Key, OutputMark, WatchState
+from collector.state.model import Advance, Intent, Key, OutputMark, WatchState
 from collector.state.opening import connect
-from collector.state.schema import digest, digests, from_iso, stored_path, stored_path_text, to_iso
+from collector.state.schema import digest, digests, lookup, stored_path, to_iso
+from collector.state.values import load
 
 __all__ = ["Advance", "OutputMark", "StateStore", "WatchState"]
-
-_BATCH = 500
 
 # How stale a key's last-seen time may get before a re-read rewrites it (and how much longer keys are kept).
 REFRESH_MARGIN_S = 300
@@ -40,6 +41,7 @@ class StateStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.outputs: dict[str, OutputMark] = {}
+        self.intents: dict[str, Intent] = {}
         self._watches: dict[str, WatchState] = {}
         self._ids: dict[str, int] = {}
         self._active: set[str] | None = None
@@ -61,7 +63,7 @@ class StateStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
         except OSError as exc:
-            raise StateError(f"cannot create the state folder {self.path.parent}: {exc.strerror}") from None
+            raise from_os(exc, self.path.parent, "create", "the state folder") from None
         if lock:
             self._lock_fd = take_lock(self._lock_path, self.path)
         try:
@@ -118,19 +120,11 @@ class StateStore:
         found: set[Key] = set()
         if not wanted:
             return found
-        stored = list(wanted)
         with self._mutex:
-            conn = self._require()
             try:
-                for i in range(0, len(stored), _BATCH):
-                    batch = stored[i:i + _BATCH]
-                    # Lists of a few lengths (powers of two, padded with a repeat): a statement for every length
-                    # fills the connection's statement cache with compiled statements it keeps replacing.
-                    batch += batch[:1] * ((1 << (len(batch) - 1).bit_length()) - len(batch))
-                    rows = conn.execute(f"SELECT key FROM keys WHERE key IN ({','.join('?' * len(batch))})", batch)
-                    found.update(wanted[row[0]] for row in rows)
+                found.update(wanted[k] for k in lookup(self._require(), list(wanted)))
             except sqlite3.Error as exc:
-                raise StateError(f"cannot read the state file {self.path}: {exc}") from None
+                raise from_sqlite(exc, self.path, "read") from None
         return found
 
     def remembered(self, watch: str) -> int:
@@ -181,6 +175,7 @@ class StateStore:
             if advance.density is not None:
                 state.density = advance.density
             self.outputs.update(marks)
+            self.intents = {n: i for n, i in self.intents.items() if n not in marks}
             if prune is not None:
                 self._pruned_at = prune
             self._refresh_remembered()
@@ -198,6 +193,20 @@ class StateStore:
             with self._transaction("FULL"):
                 self._write_marks(changed)
             self.outputs.update(changed)
+            self.intents = {n: i for n, i in self.intents.items() if n not in changed}
+
+    def record_intents(self, intents: Mapping[str, Intent]) -> None:
+        """Record what file outputs are about to write past their committed length, before they write it.
+
+        Committed without a sync: a killed process keeps it, a power cut may lose it (the tail is then kept).
+
+        Raises:
+            StateError: the database could not be written (nothing may be written to the outputs then).
+        """
+        with self._mutex:
+            with self._transaction("NORMAL") as conn:
+                pending.write(conn, intents)
+            self.intents.update(intents)
 
     def reset(self, watch: str | None = None) -> bool:
         """Forget one watch's progress, or every watch's progress and every key; False if ``watch`` is unknown.
@@ -239,7 +248,7 @@ class StateStore:
 
     @contextmanager
     def _transaction(self, sync: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction, committed at the end of the block and rolled back on any exception.
+        """One write transaction (see :func:`writing`) at the ``synchronous`` level ``sync``.
 
         Raises:
             StateError: the database could not be written (other exceptions pass through unchanged).
@@ -247,20 +256,14 @@ class StateStore:
         conn = self._require()
         if self.read_only:
             raise StateError(f"the state file {self.path} is open read-only")
-        try:
-            if sync != self._sync:
+        if sync != self._sync:
+            try:
                 conn.execute(f"PRAGMA synchronous = {sync}")
-                self._sync = sync
-            conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise from_sqlite(exc, self.path, "write") from None
+            self._sync = sync
+        with writing(conn, self.path):
             yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            if isinstance(exc, (sqlite3.Error, OSError)):
-                raise StateError(f"cannot write the state file {self.path}: {exc}") from None
-            raise
 
     def _watch_row(self, name: str) -> int:
         conn = self._require()
@@ -271,8 +274,11 @@ class StateStore:
         return watch_id
 
     def _write_marks(self, marks: Mapping[str, OutputMark]) -> None:
+        """Write ``marks``; a committed length supersedes the intent of the write it covers."""
         self._require().executemany("INSERT OR REPLACE INTO outputs (name, path, inode, size) VALUES (?, ?, ?, ?)",
                                     [(n, stored_path(m.path), m.inode, m.size) for n, m in marks.items()])
+        if marks.keys() & self.intents.keys():
+            pending.clear(self._require(), marks.keys() & self.intents.keys())
 
     def _prune_point(self, committing: str, horizon: datetime) -> int | None:
         names = self._active if self._active is not None else set(self._watches)
@@ -286,15 +292,14 @@ class StateStore:
             state.remembered_from = remembered_from(state, pruned)
 
     def _load(self) -> None:
-        conn = self._require()
-        for watch_id, name, watermark, horizon, density in conn.execute(
-                "SELECT id, name, watermark, horizon, density FROM watches"):
+        try:
+            loaded = load(self._require(), self.path)
+            self.intents = pending.load(self._require(), self.path)
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc, self.path, "read") from None
+        for name, (watch_id, state) in loaded.watches.items():
             self._ids[name] = watch_id
-            self._watches[name] = WatchState(
-                watermark=from_iso(watermark), density=density,
-                horizon=datetime.fromtimestamp(horizon, timezone.utc) if horizon is not None else None)
-        for name, path, inode, size in conn.execute("SELECT name, path, inode, size FROM outputs"):
-            self.outputs[name] = OutputMark(stored_path_text(path), inode, size)
-        row = conn.execute("SELECT value FROM meta WHERE name = 'pruned_at'").fetchone()
-        self._pruned_at = int(row[0]) if row is not None else None
+            self._watches[name] = state
+        self.outputs.update(loaded.outputs)
+        self._pruned_at = loaded.pruned_at
         self._refresh_remembered()
