@@ -143,8 +143,9 @@ def _steps(texts: list[str], history: timedelta) -> list[tuple[timedelta, timede
             step = parse_duration(ago), parse_duration(length), float(rate)
         except ValueError:
             raise ConfigError([f"--step: expected AGO:LENGTH:RATE like 1h:10m:2500, got {text!r}"]) from None
-        if not (timedelta(0) < step[0] <= history and step[1] > timedelta(0) and step[2] > 0):
-            raise ConfigError([f"--step {text}: AGO must be within the last 30 days, LENGTH and RATE above 0"])
+        if not (timedelta(0) < step[0] <= history and timedelta(0) < step[1] <= history and 0 < step[2] <= 100_000):
+            raise ConfigError([f"--step {text}: AGO and LENGTH must be within 30 days, RATE above 0 and at most "
+                               f"100000 a minute"])
         found.append(step)
     return found
 

@@ -116,7 +116,7 @@ def test_simulator_refuses_bad_knobs() -> None:
     done = run_cli("simulator", "--port", "0", "--quota", "lots", timeout=30)
     assert done.returncode == 78
     assert "--quota" in done.stderr
-    for knobs, named in ((("--step", "1h:10m"), "--step"), (("--step", "40d:10m:5"), "--step 40d:10m:5"),
+    for knobs, named in ((("--step", "1h:10m"), "--step"), (("--step", "40d:10m:5"), "--step 40d:10m:5"), (("--step", "1h:10m:inf"), "--step 1h:10m:inf"),
                          (("--held", "1.5"), "--held"), (("--held", "0.1", "--hold-delay", "5m-2x"), "'2x'"),
                          (("--late", "0.1", "--late-max", "0s"), "--late")):
         done = run_cli("simulator", "--port", "0", *knobs, timeout=30)
