@@ -116,8 +116,8 @@ def step_flow(now: datetime, share: float) -> MixedFlow:
 def test_a_long_dense_period_after_a_quiet_one_is_found_without_peeling_it(now: datetime, tmp_path: Path,
                                                                            share: float, order: str) -> None:
     """Ten dense minutes after 45 quiet ones: the capped first search of the dense part does not lead to one
-    search per answer's worth of it (newest first: 268 searches where 198 would do; shuffled, the window
-    planned on the quiet mail taken for a fluctuation and narrowed by an eighth at a time: 312)."""
+    search per answer's worth of it (newest first: about 260 searches where 195 would do; shuffled, the
+    window planned on the quiet mail taken for a fluctuation and narrowed by an eighth at a time: about 265)."""
     flow = step_flow(now, share)
     c, sim, got = catch_up(flow, now, tmp_path, order)
     truth = flow.ground_truth(FLT, now - SPAN, now, now)
