@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 __all__ = ["Profile", "SPREAD_GUESS", "pace"]
 
@@ -35,6 +35,10 @@ _SMOOTH = 5
 # the later pace as the mail's now: steady mail shows such a gain in at most one answer in 300 (measured from
 # 0.05 to 6 records a second), where a burst's edge shows tens.
 _CHANGE = 8.0
+# How many times denser than planned the records next to a cut must lie for a capped answer to be a dense period
+# rather than a fluctuation (the 20 records that measure it spread by about a quarter).
+_DENSER = 3.0
+_SECOND = timedelta(seconds=1)
 
 
 def _density(offsets: Sequence[int], k: int) -> float:
@@ -95,7 +99,19 @@ class Profile:
         self.lead_from = max(self.first - int(_LEAD * len(offsets) / max(head, 1e-9)), 0) if prior is not None else 0
         self.lead, self.prior, self.tail = head, prior or 0.0, tail
         self.past = tail if cut_after else None
+        self.cut_before = cut_before
+        # Whether the records show two paces (a sample keeps the shape of the mail it was drawn from).
+        self._changed = self.sample and pace(offsets, seconds)[1] < seconds
+        # How long from its first record on the mail is known dense: at first, the time its records take there.
+        self.known = max(int(len(offsets) / max(head, 1e-9)), 1)
         self._found: tuple[int, int] = (0, 0)
+
+    def denser_than(self, rate: float) -> bool:
+        """Whether part of the window holds mail far denser than ``rate`` a second: a sample that crowds into
+        part of it, or records next to a cut that lie several times closer than ``rate`` would put them."""
+        if self.sample:
+            return self._changed
+        return (self.lead if self.cut_before else self.tail) > _DENSER * rate
 
     def covers(self, second: int) -> bool:
         """Whether ``second`` (from ``start``) lies between the answer's first and last record."""
@@ -111,6 +127,36 @@ class Profile:
         """A complete search inside found ``count`` records where the answer showed ``shown``."""
         self._found = (self._found[0] + count, self._found[1] + shown)
         self.scale = max(1.0, self._found[0] / self._found[1])
+
+    def learn(self, first: int, last: int, count: int, seen: float, target: float) -> None:
+        """A complete search of seconds ``[first, last)`` of the window found ``count`` records, the latest
+        part of it ``seen`` a second; a search aims at ``target`` records."""
+        shown = sum(self.counts[s] for s in range(max(first, self.first), min(last, self.last + 1)))
+        if shown and self.covers(first) and self.covers(last - 1):
+            self.found(count, shown)
+        zone = self.lead * max(min(last, self.first) - max(first, self.lead_from), 0)
+        if count < target / 4 <= zone / 2:
+            # The guess was wrong: the dense part starts between this search's end and the records. Guessing
+            # it at the records bets the whole gap on one search, capped if the burst began early in it.
+            self.lead_from = (last + self.first) // 2
+        elif self.lead_from <= first and last <= self.first:
+            self.lead = seen
+        elif self.past is not None and first > self.last:
+            self.past = seen
+        elif last <= self.lead_from:
+            self.prior = seen
+
+    def guess_longer(self, earlier: Profile, grow: float) -> bool:
+        """Whether this answer (newest first) ended before the records of the ``earlier`` one, whose re-search
+        it is: then the dense part began before the time guessed dense next to them. Peeling it from its end an
+        answer's worth at a time would cost a search per answer it holds, so the guess reaches back ``grow``
+        times as far as the time known dense: each wrong guess grows it geometrically, and its start is found
+        in the logarithm of its length (between a quiet search and the records by halving, :meth:`learn`)."""
+        if not (self.cut_before and earlier.cut_before and self.end <= earlier.start + (earlier.first * _SECOND)):
+            return False
+        self.known = int((earlier.start - self.start).total_seconds() + earlier.first + earlier.known - self.first)
+        self.lead_from = max(self.first - int(self.known * grow), 0)
+        return True
 
     def before(self, second: int) -> float:
         """The density guessed for ``second``, before the first record."""
