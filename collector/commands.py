@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TextIO
 
+import structlog
+
 from collector.config import Config
 from collector.daemon import Collector
 from collector.errors import ConfigError, StateCorruptError
@@ -22,6 +24,8 @@ __all__ = ["doctor", "once", "print_results", "reload", "run", "state_reset", "s
 
 def _logging(config: Config) -> None:
     configure_logging(config.logging.level, config.logging.format, secrets=config.secrets())
+    for text in config.collection.deprecations():
+        structlog.get_logger("collector.config").warning("config.deprecated", reason=text)
 
 
 def run(config: Config) -> int:

@@ -48,6 +48,11 @@ class Metrics:
         self.rate_limit_remaining = gauge("rate_limit_remaining", "X-RateLimit-Remaining of Mimecast's latest answer.")
         self.rate_limit_limit = gauge("rate_limit_limit", "X-RateLimit-Limit of Mimecast's latest answer.")
         self.rate_limit_wait = counter("rate_limit_wait_seconds", "Seconds spent waiting out rate limits.")
+        self.searches = counter("searches", "Searches by why they ran: first, settle, follow, split (a window "
+                                "serving several counts as its oldest second's).", ("watch", "purpose"))
+        self.followed = counter("followed_records", "Records a settle or follow read found in a status that is not "
+                                "final, which keeps their second followed (other: an undocumented status).",
+                                ("watch", "status"))
         self.splits = counter("searches_split", "Searches at the result cap, searched again narrower.", ("watch",))
         self.truncated = counter("searches_truncated", "One-second searches still at the result cap (records may be missing).", ("watch",))
         self.answer_records = Histogram(f"{_NS}_answer_records", "Tracked emails per search answer.",
@@ -86,6 +91,8 @@ class Metrics:
         for watch in watches:
             for outcome in _OUTCOMES:
                 self.poll_runs.labels(watch, outcome)
+            for purpose in ("first", "settle", "follow", "split"):
+                self.searches.labels(watch, purpose)
             for error_type in _ERROR_TYPES:
                 self.poll_errors.labels(watch, error_type)
             for reason in _INVALID_REASONS:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -14,11 +15,16 @@ import structlog
 from collector.config import CollectionConfig, WatchConfig
 from collector.errors import CancelledError, CollectorError
 from collector.mimecast.client import MimecastClient, SearchResult
+from collector.packing import Counts, budget, halves, pack
 from collector.pipeline import Chunk, Pipeline
-from collector.planner import ONE_SECOND, CapWatch, Density
+from collector.planner import ONE_SECOND, CapWatch, Density, target_fill
+from collector.schedule import SETTLE, Ages, Read, due_follow, moment, stale_rows, status_label
 from collector.windows import Plan, floor_second, plan_windows
 
-__all__ = ["CycleResult", "InternalError", "Poller"]
+__all__ = ["PURPOSES", "CycleResult", "InternalError", "Poller"]
+
+# Why a search ran: a second's first read, its settle read, a follow read, or again after a capped answer.
+PURPOSES = ("first", "settle", "follow", "split")
 
 # HTTP dates have whole seconds and answers take time: only a larger difference is a clock problem.
 _SKEW_TOLERANCE_S = 30.0
@@ -37,6 +43,7 @@ class CycleResult:
     invalid: int = 0
     splits: int = 0
     truncated: int = 0
+    purposes: Counter[str] = field(default_factory=Counter)
     error: CollectorError | None = None
     interrupted: bool = False
 
@@ -67,6 +74,8 @@ class Poller:
         self._on_chunk = on_chunk
         self._step = tracker.step if tracker is not None else (lambda watch, step: None)
         self._density: Density | None = None
+        self._resplit = False
+        self._cycle = _Cycle(datetime.now(timezone.utc), Ages.of(collection), None)
         self._caps = CapWatch(collection.result_cap)
         self._failing = False
         self._skewed = False
@@ -86,8 +95,18 @@ class Poller:
         self._clock = (now, time.monotonic())
         self._report_plan(plan, state.watermark)
         span: tuple[datetime, datetime] | None = None
+        self._cycle = _Cycle(now, Ages.of(self._cfg), plan)
+        if state.watermark is None:
+            self._cycle.watermark = self._cycle.settled = _sec(plan.start)
+        else:
+            self._cycle.watermark = _sec(state.watermark)
+            horizon = state.horizon if state.horizon is not None else state.watermark - self._cfg.settle
+            self._cycle.settled = min(_sec(horizon), self._cycle.watermark)
+            if plan.ahead:
+                # Seconds searched before their mail arrived (a clock that ran fast) are read as new again.
+                self._cycle.watermark = self._cycle.settled = min(self._cycle.settled, _sec(plan.start))
         try:
-            cursor = plan.start
+            cursor = self._rereads(result, plan)
             while cursor < plan.end:
                 if self._stop.is_set():
                     result.interrupted = True
@@ -107,14 +126,75 @@ class Poller:
         self._finish(result, started, span, now)
         return result
 
-    def _search(self, start: datetime, end: datetime, plan: Plan, result: CycleResult) -> datetime:
-        """Search ``[start, end)``; deliver it when complete and return the new cursor, else ``start``."""
-        began = time.monotonic()
-        found = self._client.search(self.watch, start, end)
+    def _rereads(self, result: CycleResult, plan: Plan) -> datetime:
+        """Search every second due again (follow, then settle), oldest first, packed by the counts of their last
+        reads; the newest window takes in new time too when it has room. Returns where first reads go on."""
+        cycle, rows = self._cycle, self._pipeline.state.watch(self.watch.name).seconds
+        cap, widest = self._cfg.result_cap, int(self._cfg.window.total_seconds())
+        now = int(cycle.now.timestamp())
+        settle_due = range(cycle.settled, min(cycle.watermark, now - cycle.ages.settle)) if cycle.ages.settle else ()
+        due = [*due_follow(rows, cycle.ages, cycle.now), *settle_due]
+        counts = Counts({s: c for s, (c, _stage) in rows.items()})
+        queue = deque((a, b, None) for a, b in pack(due, counts, limit=budget(cap), widest=widest))
+        merged = self._merged(queue, counts, plan)
+        while queue:
+            if self._stop.is_set():
+                result.interrupted = True
+                break
+            start, end, purpose = queue.popleft()
+            found = self._search_span(start, end, purpose or self._purpose(start), result)
+            if found.count < cap or end - start <= 1:
+                self._read(start, end, found, result)
+                continue
+            shown = Counter(_sec(r.received) for r in found.records)
+            counts = Counts({s: max(c, shown[s]) for s, c in ({s: c for s, (c, _t) in rows.items()} | shown).items()})
+            self._metrics.splits.labels(self.watch.name).inc()
+            result.splits += 1
+            if (start, end) == merged:
+                merged = None
+                queue.appendleft((start, min(end, cycle.watermark), "split"))
+                continue
+            queue.extendleft((a, b, "split") for a, b in reversed(halves(due, counts, start, end)))
+        return moment(max(cycle.watermark, _sec(plan.start)))
+
+    def _merged(self, queue: deque[tuple[int, int, str | None]], counts: Counts, plan: Plan) -> tuple[int, int] | None:
+        """Lengthen the newest re-read into new time when the known records leave room: a sparse watch reads its
+        settling and its new seconds in one search."""
+        cycle, rate = self._cycle, self._density.rate if self._density is not None else None
+        first, last = cycle.watermark, _sec(plan.end)
+        if not queue or rate is None or first >= last or _sec(plan.start) != first:
+            return None
+        start, end, _purpose = queue[-1]
+        room = target_fill(self._cfg.result_cap) - counts.between(start, first)
+        widest = int(self._cfg.window.total_seconds()) - (first - start)
+        new = min(last - first, widest, int(room / rate) if rate > 0 else widest)
+        if end > first or room <= 0 or new < 1:
+            return None
+        queue[-1] = (start, first + new, None)
+        return (start, first + new)
+
+    def _purpose(self, start: int) -> str:
+        """Why a window runs: the purpose of its oldest second."""
+        if start < self._cycle.settled:
+            return "follow"
+        return "settle" if start < self._cycle.watermark else "first"
+
+    def _search_span(self, start: int, end: int, purpose: str, result: CycleResult) -> SearchResult:
+        found = self._client.search(self.watch, moment(start), moment(end))
         self._step(self.watch.name, "searched")
         result.searches += 1
-        cap, width = self._cfg.result_cap, end - start
+        result.purposes[purpose] += 1
+        self._metrics.searches.labels(self.watch.name, purpose).inc()
         self._metrics.answer_records.observe(found.count)
+        return found
+
+    def _search(self, start: datetime, end: datetime, plan: Plan, result: CycleResult) -> datetime:
+        """Search new time ``[start, end)``; deliver it when complete and return the new cursor, else ``start``."""
+        began = time.monotonic()
+        purpose = "split" if self._resplit else self._purpose(_sec(start))
+        found = self._search_span(_sec(start), _sec(end), purpose, result)
+        self._resplit = False
+        cap, width = self._cfg.result_cap, end - start
         hidden = self._caps.observe(found.count, start, end)
         if hidden is not None:
             self._log.warning("mimecast.answers_stop_below_result_cap", size=hidden, result_cap=cap,
@@ -125,16 +205,30 @@ class Poller:
             self._density.capped(start, end, cap, [r.received for r in found.records])
             self._metrics.splits.labels(self.watch.name).inc()
             result.splits += 1
+            self._resplit = True
             self._log.debug("poll.window_split", start=_iso(start), end=_iso(end), records=found.count)
             return start
+        mark = self._read(_sec(start), _sec(end), found, result, began)
+        return end if mark == end else plan.end
+
+    def _read(self, start: int, end: int, found: SearchResult, result: CycleResult,
+              began: float | None = None) -> datetime:
+        """Deliver a complete (or one-second) answer for ``[start, end)``; return how far it counts as read."""
+        cycle, cap = self._cycle, self._cfg.result_cap
         if found.count >= cap:
             self._metrics.truncated.labels(self.watch.name).inc()
             result.truncated += 1
+        new_from = max(start, cycle.watermark)
+        if end > new_from:
+            assert self._density is not None
+            newer = [r.received for r in found.records if _sec(r.received) >= new_from]
+            if found.count < cap:
+                self._density.complete(moment(new_from), moment(end), len(newer), cap, newer)
+            mark = _sec(self._checked_end(moment(new_from), moment(end), found.server_time))
         else:
-            self._density.complete(start, end, found.count, cap, [r.received for r in found.records])
-        mark = self._checked_end(start, end, found.server_time)
-        self._deliver(start, mark, found, result, began)
-        return end if mark == end else plan.end
+            mark = end
+        self._deliver(start, mark, found, result, began if began is not None else time.monotonic())
+        return moment(mark)
 
     def _checked_end(self, start: datetime, end: datetime, server_time: datetime | None) -> datetime:
         """``end``, unless Mimecast's clock (its answer's ``Date``) says that time is not yet past ``lag``."""
@@ -154,11 +248,32 @@ class Poller:
         # Never call complete what Mimecast's clock has not reached yet (a local clock running fast).
         return max(start, min(end, floor_second(server_time - self._cfg.lag)))
 
-    def _deliver(self, start: datetime, end: datetime, found: SearchResult, result: CycleResult, began: float) -> None:
-        name = self.watch.name
+    def _deliver(self, start: int, end: int, found: SearchResult, result: CycleResult, began: float) -> None:
+        """Ship what ``[start, end)`` holds that the watch still claims, and commit what its seconds wait for now."""
+        name, cycle = self.watch.name, self._cycle
+        state = self._pipeline.state.watch(name)
         self._metrics.records_received.labels(name).inc(found.count)
+        read = Read(start, end, cycle.settled)
+        # A record matched by another time than its received one (a stray) counts in the window's newest second:
+        # found again later, its key moves on with it, so it is not forgotten while searches still find it.
+        second = {id(r): _sec(r.received) if start <= _sec(r.received) < end else max(start, end - 1)
+                  for r in found.records}
+        counts, statuses = Counter(), {}
+        for r in found.records:
+            counts[second[id(r)]] += 1
+            statuses.setdefault(second[id(r)], set()).add(r.status)
+        pending = {s: cycle.ages.pending(held) for s, held in statuses.items()}
+        rows = read.rows(state.seconds, counts, pending, cycle.ages, cycle.now)
+        if not cycle.tidied:
+            rows = {**stale_rows(state.seconds, cycle.settled), **rows}
+            cycle.tidied = True
+        for s, row in rows.items():
+            if row is not None and row[1] > SETTLE:
+                for status in statuses.get(s, ()):
+                    if status not in cycle.ages.final:
+                        self._metrics.followed.labels(name, status_label(status)).inc()
         wanted = [r for r in found.records if (not self.watch.status or r.status in self.watch.status)
-                  and (not self.watch.route or r.route in self.watch.route)]
+                  and (not self.watch.route or r.route in self.watch.route) and read.live(second[id(r)], state.seconds)]
         known = self._pipeline.state.known(name, [r.key for r in wanted])
         fresh, keys, again, duplicates = [], set(), [], 0
         for record in sorted(wanted, key=lambda r: r.received):
@@ -169,10 +284,19 @@ class Poller:
                 continue
             keys.add(record.key)
             fresh.append(record)
+        watermark = end if start <= cycle.watermark < end else cycle.watermark
+        if not cycle.ages.settle:
+            settled = watermark
+        elif start <= cycle.settled < end:
+            settled = max(cycle.settled, min(end, int(cycle.now.timestamp()) - cycle.ages.settle, watermark))
+        else:
+            settled = cycle.settled
         assert self._density is not None
-        self._pipeline.deliver(Chunk(watch=name, records=fresh, invalid=found.invalid, watermark=end,
-                                     horizon=end - self._cfg.overlap, fetched_at=datetime.now(timezone.utc),
-                                     seen_again=again, density=self._density.rate))
+        self._pipeline.deliver(Chunk(watch=name, records=fresh, invalid=found.invalid, watermark=moment(watermark),
+                                     horizon=moment(settled), fetched_at=datetime.now(timezone.utc),
+                                     seen_again=again, density=self._density.rate,
+                                     key_seconds={r.key: second[id(r)] for r in wanted}, seconds=rows))
+        cycle.watermark, cycle.settled = watermark, settled
         self._step(name, "delivered")
         self._metrics.duplicates.labels(name).inc(duplicates)
         result.chunks += 1
@@ -180,8 +304,8 @@ class Poller:
         result.shipped += len(fresh)
         result.duplicates += duplicates
         result.invalid += len(found.invalid)
-        self._log.debug("poll.chunk", start=_iso(start), end=_iso(end), records=found.count, shipped=len(fresh),
-                        duplicates=duplicates, invalid=len(found.invalid),
+        self._log.debug("poll.chunk", start=_iso(moment(start)), end=_iso(moment(end)), records=found.count,
+                        shipped=len(fresh), duplicates=duplicates, invalid=len(found.invalid),
                         duration_ms=round((time.monotonic() - began) * 1000))
 
     def _report_plan(self, plan: Plan, watermark: datetime | None) -> None:
@@ -223,9 +347,26 @@ class Poller:
             self._log.warning("poll.window_truncated", searches=result.truncated, result_cap=self._cfg.result_cap,
                               reason="one-second searches still at result_cap; records beyond it may be missing")
         self._log.info("poll.done", outcome=outcome, chunks=result.chunks, searches=result.searches,
+                       **{f"searches_{p}": result.purposes[p] for p in PURPOSES},
                        records=result.records, shipped=result.shipped, duplicates=result.duplicates,
                        invalid=result.invalid, splits=result.splits,
                        duration_ms=round((time.monotonic() - started) * 1000), lag_s=lag)
+
+
+@dataclass
+class _Cycle:
+    """Where one cycle stands: its ``now``, the ages, and the watch's frontiers as its chunks move them."""
+
+    now: datetime
+    ages: Ages
+    plan: Plan | None
+    watermark: int = 0
+    settled: int = 0
+    tidied: bool = False
+
+
+def _sec(value: datetime) -> int:
+    return int(value.timestamp())
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -18,7 +18,7 @@ import structlog
 
 from collector.errors import StateCorruptError, StateError
 from collector.state.legacy import looks_like_json, migrate_json
-from collector.state.schema import RESET_HINT, create_schema, verify
+from collector.state.schema import RESET_HINT, SCHEMA_VERSION, create_schema, needs_upgrade, upgrade, verify
 
 __all__ = ["SIDE_FILES", "connect", "legacy_backup"]
 
@@ -72,6 +72,23 @@ def connect(path: Path, *, read_only: bool, in_use: bool = True) -> sqlite3.Conn
             _fresh(conn)
         elif not read_only:
             _use_wal(conn, path)
+            if needs_upgrade(conn):
+                conn.execute("BEGIN IMMEDIATE")
+                upgrade(conn)
+                conn.execute("COMMIT")
+                structlog.get_logger("collector.state").warning(
+                    "state.upgraded", path=str(path), schema=SCHEMA_VERSION,
+                    reason="the checkpoint now keeps when each second is due; every second of the last overlap "
+                           "gets its settle read")
+        elif needs_upgrade(conn):
+            # A look at an older checkpoint changes nothing on disk: upgrade a copy in memory.
+            memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            conn.backup(memory)
+            conn.close()
+            conn = memory
+            conn.execute("BEGIN")
+            upgrade(conn)
+            conn.execute("COMMIT")
     except BaseException:
         conn.close()
         raise

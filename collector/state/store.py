@@ -1,9 +1,10 @@
 """The durable checkpoint: an SQLite database committed once per chunk, with only what changed.
 
-Per watch it holds the watermark, the density estimate and where its last chunk let keys be forgotten; per
-output the committed mark; and one shared set of ``(mimecast id, status)`` keys already in every output, each
-with the end of the last chunk that found it. Keys are forgotten once every configured watch has moved past
-them (by its overlap), so a message found by two watches reaches each output once, shipped by the first.
+Per watch it holds the watermark (first reads), the settle frontier (``horizon``), the density estimate and
+the seconds that are still due (their counts and what they wait for); per output the committed mark; and one
+shared set of ``(mimecast id, status)`` keys already in every output, each with its record's second. Keys are
+forgotten once no configured watch can read their second again (past every watch's settle frontier and not
+followed), so a message found by two watches reaches each output once, shipped by the first.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ from collector.state.schema import digest, digests, from_iso, stored_path, store
 __all__ = ["Advance", "OutputMark", "StateStore", "WatchState"]
 
 _BATCH = 500
-
-# How stale a key's last-seen time may get before a re-read rewrites it (and how much longer keys are kept).
-REFRESH_MARGIN_S = 300
 
 
 class StateStore:
@@ -166,17 +164,23 @@ class StateStore:
                                               watch_id))
                 conn.executemany("INSERT INTO keys (key, watch, last_seen) VALUES (?, ?, ?) ON CONFLICT (key) "
                                  "DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
-                                 [(digest(k), watch_id, seen_at) for k in advance.new_keys])
-                # A key seen again is rewritten only once its last-seen time is REFRESH_MARGIN old, and keys are
-                # kept that much past the horizon: a steady state that re-reads the overlap at every poll then
-                # does not rewrite every key at every poll, and no key is forgotten while it can be found again.
-                conn.executemany("UPDATE keys SET last_seen = ? WHERE key = ? AND last_seen < ?",
-                                 [(seen_at, digest(k), seen_at - REFRESH_MARGIN_S) for k in advance.seen_again])
-                if prune is not None:
-                    conn.execute("DELETE FROM keys WHERE last_seen < ?", (prune - REFRESH_MARGIN_S,))
-                    conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_at', ?)", (prune,))
+                                 [(digest(k), watch_id, advance.key_seconds.get(k, seen_at))
+                                  for k in advance.new_keys])
+                # A key stored with an upper bound of its second (before version 3) learns its second when it is
+                # seen again, and a stray (found outside its received time) moves on with the search that found it;
+                # a key already there is not rewritten.
+                conn.executemany("UPDATE keys SET last_seen = ? WHERE key = ? AND last_seen != ?",
+                                 [(advance.key_seconds[k], digest(k), advance.key_seconds[k])
+                                  for k in advance.seen_again if k in advance.key_seconds])
+                finished = self._write_seconds(watch_id, state, advance.seconds)
+                self._forget(prune, finished)
                 self._write_marks(marks)
             self._ids[advance.watch] = watch_id
+            for second, row in advance.seconds.items():
+                if row is None:
+                    state.seconds.pop(second, None)
+                else:
+                    state.seconds[second] = row
             state.watermark, state.horizon = watermark, advance.horizon
             if advance.density is not None:
                 state.density = advance.density
@@ -213,11 +217,13 @@ class StateStore:
             with self._transaction("FULL") as conn:
                 if watch is None:
                     conn.execute("DELETE FROM keys")
+                    conn.execute("DELETE FROM seconds")
                     conn.execute("DELETE FROM watches")
                     conn.execute("DELETE FROM meta WHERE name = 'pruned_at'")
                 else:
                     conn.execute("UPDATE watches SET watermark = NULL, horizon = NULL, density = NULL WHERE id = ?",
                                  (self._ids[watch],))
+                    conn.execute("DELETE FROM seconds WHERE watch = ?", (self._ids[watch],))
             if watch is None:
                 self._watches.clear()
                 self._ids.clear()
@@ -225,6 +231,7 @@ class StateStore:
             else:
                 state = self._watches[watch]
                 state.watermark = state.density = state.horizon = None
+                state.seconds.clear()
             self._refresh_remembered()
             return True
 
@@ -274,6 +281,29 @@ class StateStore:
         self._require().executemany("INSERT OR REPLACE INTO outputs (name, path, inode, size) VALUES (?, ?, ?, ?)",
                                     [(n, stored_path(m.path), m.inode, m.size) for n, m in marks.items()])
 
+    def _write_seconds(self, watch_id: int, state: WatchState,
+                       rows: Mapping[int, tuple[int, int] | None]) -> list[int]:
+        """Write ``rows``; return the seconds whose follow-up ended with them."""
+        conn = self._require()
+        conn.executemany("DELETE FROM seconds WHERE watch = ? AND second = ?",
+                         [(watch_id, s) for s, row in rows.items() if row is None])
+        conn.executemany("INSERT OR REPLACE INTO seconds (watch, second, count, stage) VALUES (?, ?, ?, ?)",
+                         [(watch_id, s, *row) for s, row in rows.items() if row is not None])
+        return [s for s, row in rows.items() if state.seconds.get(s, (0, 0))[1] > 0 and (row is None or row[1] <= 0)]
+
+    def _forget(self, prune: int | None, finished: list[int]) -> None:
+        """Forget the keys of seconds no watch can read again: before every watch's settle frontier (``prune``,
+        when it moved) and not followed by any watch, and those of followed seconds whose follow-up ended."""
+        conn = self._require()
+        followed = "NOT EXISTS (SELECT 1 FROM seconds WHERE seconds.second = keys.last_seen AND stage > 0)"
+        if prune is not None:
+            low = self._pruned_at if self._pruned_at is not None else -(1 << 62)
+            conn.execute(f"DELETE FROM keys WHERE last_seen >= ? AND last_seen < ? AND {followed}", (low, prune))
+            conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_at', ?)", (prune,))
+        point = prune if prune is not None else self._pruned_at
+        gone = [(s,) for s in finished if point is not None and s < point]
+        conn.executemany(f"DELETE FROM keys WHERE last_seen = ? AND {followed}", gone)
+
     def _prune_point(self, committing: str, horizon: datetime) -> int | None:
         names = self._active if self._active is not None else set(self._watches)
         others = [self._watches[n].horizon if n in self._watches else None for n in names if n != committing]
@@ -293,6 +323,10 @@ class StateStore:
             self._watches[name] = WatchState(
                 watermark=from_iso(watermark), density=density,
                 horizon=datetime.fromtimestamp(horizon, timezone.utc) if horizon is not None else None)
+        names = {watch_id: name for name, watch_id in self._ids.items()}
+        for watch_id, second, count, stage in conn.execute("SELECT watch, second, count, stage FROM seconds"):
+            if watch_id in names:
+                self._watches[names[watch_id]].seconds[second] = (count, stage)
         for name, path, inode, size in conn.execute("SELECT name, path, inode, size FROM outputs"):
             self.outputs[name] = OutputMark(stored_path_text(path), inode, size)
         row = conn.execute("SELECT value FROM meta WHERE name = 'pruned_at'").fetchone()
