@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from collector.errors import ConfigError
 from collector.simulator import ORDERS
+from collector.simulator.shapes import SPREADS
 
 if TYPE_CHECKING:
     from collector.simulator import Bucket, Simulator  # noqa: F401 (annotations only)
@@ -35,14 +36,35 @@ def add_simulator_parser(sub: Any) -> None:
     sim.add_argument("--fault-every", type=int, default=0, metavar="N",
                      help="answer every N-th search with a retryable 503 (default: never)")
     sim.add_argument("--seed", type=int, default=7, help="seed of the simulated mail flow")
+    shapes = sim.add_argument_group("mail shapes", "statuses that change hours later, mail indexed late, "
+                                    "density steps (none by default)")
+    shapes.add_argument("--held", type=float, default=0.0, metavar="SHARE",
+                        help="share of messages held, then released or rejected after --hold-delay (e.g. 0.05)")
+    shapes.add_argument("--pending", type=float, default=0.0, metavar="SHARE",
+                        help="share of messages held for ever (e.g. 0.005); with --held or --pending, every "
+                             "other message is archived, rejected or bounced within two minutes")
+    shapes.add_argument("--rejected", type=float, default=0.2, metavar="SHARE",
+                        help="share of the held messages rejected rather than released (default 0.2)")
+    shapes.add_argument("--hold-delay", default="1m-1d", metavar="LEAST-MOST",
+                        help="how long a message stays held (default 1m-1d, e.g. 5m-20h)")
+    shapes.add_argument("--hold-spread", choices=SPREADS, default="log",
+                        help="log: each power of ten of delay as likely (default); uniform: each second")
+    shapes.add_argument("--late", type=float, default=0.0, metavar="SHARE",
+                        help="share of messages that searches find only some time after they were received")
+    shapes.add_argument("--late-max", default="10m", metavar="DURATION",
+                        help="the longest such delay (default 10m)")
+    shapes.add_argument("--step", action="append", default=[], metavar="AGO:LENGTH:RATE",
+                        help="RATE more messages a minute for LENGTH, from AGO before now (repeatable; "
+                             "e.g. 1h:10m:2500 for ten dense minutes an hour ago)")
 
 
 def run_simulator(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Serve until SIGTERM or SIGINT; print the ``mimecast:`` block to paste into a configuration."""
     from collector.daemon import stopping_on_signals
-    from collector.simulator import Fault, MailFlow, MixedFlow, Simulator
+    from collector.simulator import Fault, MailFlow, MixedFlow, Simulator, steps
 
     quota = _quota(args.quota)
+    options = _shapes(args)
     problems = [f"--{name}: must be {rule}" for name, bad, rule in (
         ("density", args.density <= 0, "above 0"), ("burst", args.burst < 0, "0 or more"),
         ("cap", args.cap < 2, "2 or more"), ("fault-every", args.fault_every < 0, "0 or more"),
@@ -52,12 +74,15 @@ def run_simulator(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     now = datetime.now(timezone.utc).replace(microsecond=0)
     start = now - _HISTORY
     steady = MailFlow(seed=args.seed, start=start, end=now + _AHEAD,
-                      count=max(1, int(args.density * (_HISTORY + _AHEAD).total_seconds() / 60)))
-    flow: Any = steady
+                      count=max(1, int(args.density * (_HISTORY + _AHEAD).total_seconds() / 60)), **options)
+    flows: list[Any] = [steady]
     if args.burst:
         hour_ago = now - timedelta(hours=1)
-        flow = MixedFlow([steady, MailFlow(seed=args.seed + 1, start=hour_ago, end=hour_ago + timedelta(minutes=1),
-                                           count=args.burst)])
+        flows.append(MailFlow(seed=args.seed + 1, start=hour_ago, end=hour_ago + timedelta(minutes=1),
+                              count=args.burst, **options))
+    for k, (ago, length, rate) in enumerate(_steps(args.step, _HISTORY)):
+        flows.extend(steps(args.seed + 2 + 7_919 * k, now - ago, [(length, rate)], **options).flows)
+    flow: Any = flows[0] if len(flows) == 1 else MixedFlow(flows)
     stop = threading.Event()
     sim = Simulator(flow, cap=args.cap, order=args.order, quota=quota, port=args.port)
     if args.fault_every:
@@ -82,6 +107,45 @@ def mimecast_block(base_url: str, sim: Simulator) -> str:
     creds = sim.credentials
     return (f"mimecast:\n  base_url: {base_url}\n  auth:\n    type: oauth2\n"
             f"    client_id: {creds.client_id}\n    client_secret: {creds.client_secret}\n")
+
+
+def _shapes(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``statuses`` and ``late`` options of every flow the command serves, from its arguments."""
+    from collector.config.values import parse_duration
+    from collector.simulator import Late, Statuses
+
+    options: dict[str, Any] = {}
+    try:
+        if args.held or args.pending:
+            least, _, most = args.hold_delay.partition("-")
+            options["statuses"] = Statuses(held=args.held, pending=args.pending, rejected=args.rejected,
+                                           least=parse_duration(least), most=parse_duration(most),
+                                           spread=args.hold_spread)
+    except ValueError as exc:
+        raise ConfigError([f"--held/--pending/--hold-delay: {exc} (e.g. --held 0.05 --hold-delay 5m-20h)"]) from None
+    try:
+        if args.late:
+            options["late"] = Late(share=args.late, most=parse_duration(args.late_max))
+    except ValueError as exc:
+        raise ConfigError([f"--late/--late-max: {exc} (e.g. --late 0.02 --late-max 10m)"]) from None
+    return options
+
+
+def _steps(texts: list[str], history: timedelta) -> list[tuple[timedelta, timedelta, float]]:
+    """``(ago, length, messages a minute)`` of each ``--step AGO:LENGTH:RATE``."""
+    from collector.config.values import parse_duration
+
+    found = []
+    for text in texts:
+        try:
+            ago, length, rate = text.split(":")
+            step = parse_duration(ago), parse_duration(length), float(rate)
+        except ValueError:
+            raise ConfigError([f"--step: expected AGO:LENGTH:RATE like 1h:10m:2500, got {text!r}"]) from None
+        if not (timedelta(0) < step[0] <= history and step[1] > timedelta(0) and step[2] > 0):
+            raise ConfigError([f"--step {text}: AGO must be within the last 30 days, LENGTH and RATE above 0"])
+        found.append(step)
+    return found
 
 
 def _quota(text: str | None) -> Bucket | None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,41 @@ def test_simulator_refuses_bad_knobs() -> None:
     done = run_cli("simulator", "--port", "0", "--quota", "lots", timeout=30)
     assert done.returncode == 78
     assert "--quota" in done.stderr
+    for knobs, named in ((("--step", "1h:10m"), "--step"), (("--step", "40d:10m:5"), "--step 40d:10m:5"),
+                         (("--held", "1.5"), "--held"), (("--held", "0.1", "--hold-delay", "5m-2x"), "'2x'"),
+                         (("--late", "0.1", "--late-max", "0s"), "--late")):
+        done = run_cli("simulator", "--port", "0", *knobs, timeout=30)
+        assert done.returncode == 78 and named in done.stderr, (knobs, done.stderr)
+
+
+def _search(base_url: str, since: timedelta, until: timedelta) -> list[dict[str, object]]:
+    """What one search of ``[now - since, now - until)`` for ``to: example.com`` answers."""
+    token = requests.post(f"{base_url}/oauth/token", timeout=10, data={
+        "grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-client-secret",
+    }).json()["access_token"]
+    now = datetime.now(timezone.utc)
+    answer = requests.post(f"{base_url}/api/tracking/search", timeout=30, headers={"Authorization": f"Bearer {token}"},
+                           json={"data": [{"start": (now - since).strftime("%Y-%m-%dT%H:%M:%S+0000"),
+                                           "end": (now - until).strftime("%Y-%m-%dT%H:%M:%S+0000"),
+                                           "advancedTrackAndTraceOptions": {"to": "example.com"}}]})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"][0]["trackedEmails"]
+
+
+def test_simulator_serves_pending_holds_late_mail_and_a_density_step() -> None:
+    """``--pending 1`` holds every message, ``--late 1`` hides the freshest mail, ``--step`` adds a dense
+    stretch, all over the port the command serves."""
+    proc = _collector("simulator", "--port", "0", "--density", "100", "--cap", "10000", "--pending", "1",
+                      "--late", "1", "--late-max", "10m", "--step", "2h:10m:3000")
+    try:
+        base_url = yaml.safe_load(_read_block(proc))["mimecast"]["base_url"]
+        dense = _search(base_url, timedelta(minutes=118), timedelta(minutes=113))
+        quiet = _search(base_url, timedelta(minutes=170), timedelta(minutes=165))
+        settled = _search(base_url, timedelta(minutes=40), timedelta(minutes=30))
+        fresh = _search(base_url, timedelta(minutes=10), timedelta(0))
+    finally:
+        code, err = _stop(proc)
+    assert code == 0, err
+    assert {e["status"] for e in dense + quiet + settled + fresh} == {"held"}
+    assert len(dense) > 20 * len(quiet) > 0, (len(dense), len(quiet))
+    assert 0.25 < len(fresh) / len(settled) < 0.75, (len(fresh), len(settled))  # about half is indexed yet

@@ -13,7 +13,8 @@ ORDERS = ("oldest", "newest", "shuffled")
 """The orders a simulated answer can list its records in (Mimecast documents none)."""
 
 _HOMES = {"Filter": "flow", "MailFlow": "flow", "MixedFlow": "flow", "SimMessage": "flow", "Bucket": "quota",
-          "Credentials": "server", "Fault": "server", "Recorded": "server", "Simulator": "server"}
+          "Credentials": "server", "Fault": "server", "Recorded": "server", "Simulator": "server",
+          "Late": "shapes", "Statuses": "shapes", "steps": "shapes"}
 
 __all__ = ["ORDERS", *sorted(_HOMES)]
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from collector.simulator.flow import Filter, MailFlow, MixedFlow, SimMessage
     from collector.simulator.quota import Bucket
     from collector.simulator.server import Credentials, Fault, Recorded, Simulator
+    from collector.simulator.shapes import Late, Statuses, steps
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from collector.simulator.shapes import Late, Statuses, shape_rng
+
 __all__ = ["Filter", "MailFlow", "MixedFlow", "SimMessage"]
 
 INTERNAL = ("example.com", "example.org")
@@ -91,13 +93,31 @@ class SimMessage:
     spam_score: int
     detection_level: str
     lifecycle: tuple[tuple[int, str, str], ...]
+    indexed: int = 0
+    """Seconds after ``received`` before a search finds the message (mail indexed late)."""
 
     def state_at(self, at: datetime) -> tuple[str, str] | None:
-        """``(status, info)`` visible at ``at``, or ``None`` before the message arrived."""
+        """``(status, info)`` visible at ``at``, or ``None`` before the message arrived or was indexed."""
+        if self.indexed and self.received + timedelta(seconds=self.indexed) > at:
+            return None
         found = None
         for offset, status, info in self.lifecycle:
             if self.received + timedelta(seconds=offset) <= at:
                 found = (status, info)
+        return found
+
+    def spans(self, at: datetime) -> list[tuple[str, datetime, datetime]]:
+        """``(status, since, until)`` for each status a search could find by ``at``: from when it was both
+        set and indexed until the next status replaced it, or until ``at`` for the status current then."""
+        shown = self.received + timedelta(seconds=self.indexed)
+        found = []
+        for k, (offset, status, _info) in enumerate(self.lifecycle):
+            since = max(self.received + timedelta(seconds=offset), shown)
+            until = at
+            if k + 1 < len(self.lifecycle):
+                until = min(at, self.received + timedelta(seconds=self.lifecycle[k + 1][0]))
+            if since < until or (since == until == at):
+                found.append((status, since, until))
         return found
 
     def to_json(self, status: str, info: str) -> dict[str, Any]:
@@ -121,13 +141,17 @@ class MailFlow:
     """``count`` messages spread evenly over ``[start, end)``, reproducible from ``seed``.
 
     With ``cache`` the messages are kept once generated, so that a benchmark measures the client
-    rather than the simulator's generator.
+    rather than the simulator's generator. ``statuses`` replaces the default mix of status histories with
+    holds released hours later (:class:`Statuses`); ``late`` makes a share of the mail indexed late
+    (:class:`Late`). Without them every message is what it always was.
     """
 
-    def __init__(self, *, seed: int, start: datetime, end: datetime, count: int, cache: bool = False) -> None:
+    def __init__(self, *, seed: int, start: datetime, end: datetime, count: int, cache: bool = False,
+                 statuses: Statuses | None = None, late: Late | None = None) -> None:
         if count <= 0 or end <= start:
             raise ValueError("a mail flow needs count > 0 and end > start")
         self.seed, self.start, self.end, self.count = seed, start, end, count
+        self.statuses, self.late = statuses, late
         self._slot = (end - start).total_seconds() / count
         self._cache: dict[int, SimMessage] | None = {} if cache else None
 
@@ -152,6 +176,13 @@ class MailFlow:
         extra = [f"{rng.choice(_LOCALS)}@{rng.choice(INTERNAL + EXTERNAL)}" for _ in range(rng.choice((0, 0, 0, 1, 2)))]
         to = tuple(dict.fromkeys([first_rcpt, *extra]))
         lifecycle = rng.choices([lc for _, lc in _LIFECYCLES], weights=_WEIGHTS)[0]
+        indexed = 0
+        if self.statuses is not None or self.late is not None:
+            shaping = shape_rng(self.seed, i)
+            if self.statuses is not None:
+                lifecycle = self.statuses.lifecycle(shaping)
+            if self.late is not None:
+                indexed = self.late.delay(shaping)
         if rng.random() < 0.25:
             sender_ip = f"2001:db8:{rng.randrange(1 << 16):x}::{rng.randrange(1, 1 << 16):x}"
         else:
@@ -164,7 +195,7 @@ class MailFlow:
             subject=rng.choice(_SUBJECTS).format(n=i), sender_ip=sender_ip,
             attachments=None if rng.random() < 0.1 else rng.random() < 0.3,
             spam_score=rng.randrange(0, 20), detection_level=rng.choice(("", "relaxed", "moderate", "aggressive")),
-            lifecycle=lifecycle,
+            lifecycle=lifecycle, indexed=indexed,
         )
 
     def between(self, start: datetime, end: datetime) -> Iterator[SimMessage]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from collector.simulator.flow import Filter, MailFlow
 
-__all__ = ["ideal_searches", "match_share"]
+__all__ = ["ideal_searches", "lasting", "match_share"]
 
 
 def match_share(flt: Filter, samples: int = 20_000) -> float:
@@ -39,3 +39,15 @@ def ideal_searches(flow: Any, flt: Filter, start: datetime, end: datetime, at: d
         windows += 1
         cursor += width
     return windows
+
+
+def lasting(flow: Any, flt: Filter, start: datetime, end: datetime, at: datetime,
+            minimum: timedelta) -> set[tuple[str, str]]:
+    """The ``(mimecast id, status)`` pairs of messages received in ``[start, end)`` that a search could find
+    for at least ``minimum`` by ``at`` (a status still current at ``at`` counts the time until then).
+
+    What a collector that reads each second at least every ``minimum`` must have shipped; with
+    ``minimum`` 0, every status a search could ever have shown by ``at``.
+    """
+    return {(m.id, status) for m in flow.between(start, end) if flt.matches(m)
+            for status, since, until in m.spans(at) if until - since >= minimum}
