@@ -237,10 +237,12 @@ class CollectionConfig(Section):
     settle: Optional[Duration("0s", "1d")] = Field(
         None, description="Each second is searched once more when it is this old (default 10m), for mail indexed "
                           "late and statuses that changed meanwhile; 0 disables. Longer than lag.", examples=["10m"])
-    follow: Ages = Field((), description="Ages (each longer than settle, increasing) at which the seconds that still "
+    follow: Ages = Field((timedelta(days=1),), description="Ages (each longer than settle, increasing) at which the seconds that still "
                                          "held a message in a status not in final_statuses at their previous read "
                                          "are searched again, so that a later release or rejection becomes an event; "
-                                         "[] disables.", examples=[["1d"]])
+                                         "[] disables. Default [1d]: one re-read of the seconds still pending, "
+                                         "which keeps the steady state within today's cost (docs/performance.md).",
+                                         examples=[["1d"]])
     final_statuses: ChoiceList(*_STATUSES) = Field(
         ("archived", "rejected", "bounced"),
         description="Statuses after which a message is not followed. Mimecast does not document which statuses "
@@ -267,6 +269,9 @@ class CollectionConfig(Section):
             settle = _DEFAULT_SETTLE if self.overlap is None else \
                 (self.lag + self.overlap if self.overlap > timedelta(0) else timedelta(0))
             object.__setattr__(self, "settle", settle)
+        if self.overlap is not None:
+            # A deprecated overlap never makes a configuration invalid: follow ages it reaches past are dropped.
+            object.__setattr__(self, "follow", tuple(a for a in self.follow if a > max(self.settle, self.lag)))
         found = []
         if self.settle and self.settle <= self.lag:
             found.append(("settle", f"{format_duration(self.settle)} is not longer than lag "
