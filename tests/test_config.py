@@ -43,7 +43,7 @@ def test_example_config_passes_check_config() -> None:
 
 
 def check_three_mistakes(tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """``check-config`` on the README's example of three separate mistakes."""
+    """``check-config`` on docs/configuration.md's example of three separate mistakes."""
     data = base(tmp_path)
     data["mimecast"]["timeout"] = "5x"
     data["collection"]["windw"] = "5m"

@@ -9,9 +9,11 @@ from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
+from pydantic_core import PydanticUndefined
 
 from collector.config import parse_config
-from collector.config.schema import json_schema
+from collector.config.document import Config
+from collector.config.schema import _models, json_schema
 from tests.conftest import ROOT, run_cli, write_config
 from tests.schema_check import SCHEMA_FILE, schema_problems
 from tests.test_config import base, check_three_mistakes
@@ -55,6 +57,21 @@ def test_every_key_has_a_description_and_an_example() -> None:
             assert not list(Draft202012Validator(sub).iter_errors(example)), (where, example)
 
 
+def test_every_fixed_default_is_in_the_schema() -> None:
+    """A key with a fixed default shows it (metrics listens on 127.0.0.1:9464 unless told otherwise)."""
+    schema = json_schema()
+    missing = []
+    for model in _models(Config):
+        node = schema if model is Config else schema["$defs"][model.__name__]
+        for name, field in model.__pydantic_fields__.items():
+            key = field.alias or name
+            fixed = field.init is not False and field.default is not PydanticUndefined
+            if fixed and "default" not in node["properties"][key]:
+                missing.append(f"{model.__name__}.{key}")
+    assert missing == []
+    assert schema["properties"]["metrics"]["default"] == {"listen": "127.0.0.1:9464"}
+
+
 def test_example_config_names_the_schema_and_passes_it() -> None:
     """config.example.yaml starts with the yaml-language-server line and validates against the schema."""
     text = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
@@ -88,8 +105,8 @@ def test_env_references_pass_the_schema_wherever_a_string_goes(tmp_path: Path) -
 
 
 def test_readme_three_mistakes_are_printed_byte_for_byte(tmp_path: Path) -> None:
-    """The error listing in the README's Configuration section is exactly what check-config prints."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The error listing in docs/configuration.md is exactly what check-config prints."""
+    readme = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     shown = re.search(r"```\n(mimecast-collector: configuration is invalid \(3 problems\):\n.*?)```", readme,
                       re.S)
     assert shown

@@ -69,7 +69,7 @@ def test_units_are_rated_2_or_better(tmp_path: Path, unit: str) -> None:
 
 
 def test_units_run_the_collector_hardened_and_unprivileged() -> None:
-    """The units say what the README promises: notify + watchdog, no restart on bad config, no root."""
+    """The units say what docs/install.md promises: notify + watchdog, no restart on bad config, no root."""
     for unit in UNITS:
         text = (ROOT / "systemd" / unit).read_text()
         for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "RestartPreventExitStatus=65 78",

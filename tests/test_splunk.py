@@ -277,8 +277,8 @@ def test_appinspect_precert_reports_no_failure_and_no_error(tmp_path: Path) -> N
     assert summary["success"] > 0
 
 
-def test_main_readme_names_the_source_types_and_the_package_command() -> None:
-    """The README's Splunk recipes set the add-on's source types and show how to build and install it."""
-    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Feeding Splunk", 1)[1].split("\n## ", 1)[0]
+def test_outputs_page_names_the_source_types_and_the_package_command() -> None:
+    """The Splunk recipes in docs/outputs.md set the add-on's source types and show how to build and install it."""
+    section = (ROOT / "docs" / "outputs.md").read_text(encoding="utf-8").split("## Feeding Splunk", 1)[1].split("\n## ", 1)[0]
     assert f"sourcetype = {ECS}" in section and f"Mimecast_Email Security,sourcetype,{CEF}" in section
     assert "integrations/splunk/package.py" in section and "AppInspect" in section

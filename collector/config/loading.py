@@ -51,7 +51,7 @@ def credentials_dir_from_env(env: Mapping[str, str], config_dir: Path | None = N
     """Where relative ``*_file`` secrets live.
 
     ``$CREDENTIALS_DIRECTORY`` when systemd sets it; otherwise a ``credentials`` folder beside the
-    config file when there is one (the layout the README installs), so that commands run by hand
+    config file when there is one (the layout docs/install.md installs), so that commands run by hand
     read the same secrets the service gets; otherwise ``None`` (the config's own folder).
     """
     value = env.get("CREDENTIALS_DIRECTORY")

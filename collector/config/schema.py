@@ -37,8 +37,8 @@ def json_schema() -> dict[str, Any]:
                 props.pop(key, None)
                 continue
             prop = props[key]
-            if "$ref" in prop:
-                props[key] = prop = {"$ref": prop["$ref"]}
+            if "$ref" in prop:  # pydantic's siblings of a $ref are dropped, but not the default it documents
+                props[key] = prop = {k: v for k, v in prop.items() if k in ("$ref", "default")}
             prop.setdefault("description", field.description)
             prop.setdefault("examples", field.examples)
             if "default" in prop:

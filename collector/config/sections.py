@@ -241,12 +241,12 @@ class CollectionConfig(Section):
                                          "held a message in a status not in final_statuses at their previous read "
                                          "are searched again, so that a later release or rejection becomes an event; "
                                          "[] disables. Default [1d]: one re-read of the seconds still pending, "
-                                         "which keeps the steady state within today's cost (docs/performance.md).",
+                                         "which keeps the steady state within the cost of the former overlap: 10m (docs/performance.md).",
                                          examples=[["1d"]])
     final_statuses: ChoiceList(*_STATUSES) = Field(
         ("archived", "rejected", "bounced"),
         description="Statuses after which a message is not followed. Mimecast does not document which statuses "
-                    "are final: the collector_followed_seconds metric shows what stays pending.",
+                    "are final: the mimecast_collector_followed_records_total metric shows what stays pending.",
         examples=[["archived", "rejected", "bounced"]])
     overlap: Optional[Duration("0s", "1d")] = Field(
         None, description="Deprecated: read as settle = lag + overlap (the age today's overlap re-read up to).",

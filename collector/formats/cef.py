@@ -50,7 +50,7 @@ def cef_time(value: datetime, fmt: str) -> str:
 
 
 class CefFormatter:
-    """Renders events as CEF:0 lines with the mapping documented in the README."""
+    """Renders events as CEF:0 lines with the mapping documented in docs/outputs.md."""
 
     name = "cef"
 
