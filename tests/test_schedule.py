@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -158,3 +159,64 @@ def test_the_upgrade_from_an_overlap_checkpoint_ships_nothing_twice_and_skips_no
     wanted = lasting(flow, FLT, horizon, flow.end, clock["now"], timedelta(minutes=50))
     assert len(wanted) > 150
     assert wanted <= set(shipped), f"{len(wanted - set(shipped))} statuses skipped across the upgrade"
+
+
+def _search_start(body: Any) -> datetime:
+    return datetime.strptime(body["data"][0]["start"], "%Y-%m-%dT%H:%M:%S%z")
+
+
+def _followed_state(sim: Simulator, tmp_path: Path, now: datetime) -> Path:
+    """A checkpoint 70 minutes old (written by polls at that simulated time) whose pending seconds are due
+    for their follow read now; returns its configuration."""
+    cfg = write_config(tmp_path, config_dict(sim, tmp_path, collection={
+        "lag": "1m", "settle": "10m", "follow": ["1h", "5h"], "initial_lookback": "2h", "window": "5m",
+        "result_cap": 100}))
+    c = Collector(make_config(sim, tmp_path, collection={
+        "lag": "1m", "settle": "10m", "follow": ["1h", "5h"], "initial_lookback": "2h", "window": "5m",
+        "result_cap": 100}), registry=CollectorRegistry())
+    try:
+        for minutes in (80, 75, 70):
+            (result,) = c.run_once(now=lambda: now - timedelta(minutes=minutes))
+            assert result.ok, result.error
+    finally:
+        c.close()
+    return cfg
+
+
+def test_sigkill_during_a_follow_read_loses_and_duplicates_nothing(tmp_path: Path, now: datetime) -> None:
+    """Killed while it makes the follow reads of an hour of held mail (slow answers), the restarted collector
+    ships the same events as one that was never killed, each once."""
+    from tests.test_daemon import Daemon, wait_for
+
+    statuses = Statuses(held=0.5, pending=0.2, least=timedelta(minutes=20), most=timedelta(hours=2), spread="uniform")
+    flow = MailFlow(seed=14, start=now - timedelta(hours=3), end=now - timedelta(minutes=5), count=1500,
+                    statuses=statuses)
+    runs = {}
+    for name in ("killed", "control"):
+        folder = tmp_path / name
+        folder.mkdir()
+        with Simulator(flow, clock=lambda: now) as sim:
+            cfg = _followed_state(sim, folder, now)
+            before = Counter(events(folder / "out.ndjson"))
+            if name == "killed":
+                sim.latency = 0.15
+                seen = len(sim.searches())
+                proc = Daemon(folder, "once", "-c", str(cfg))
+                try:
+                    wait_for(lambda: sum(_search_start(r.body) < now - timedelta(minutes=90)
+                                         for r in sim.searches()[seen:]) >= 3, what="follow reads")
+                    proc.signal(signal.SIGKILL)
+                    proc.wait(timeout=10)
+                finally:
+                    proc.kill()
+                follow_reads = [r for r in sim.searches()[seen:] if _search_start(r.body) < now - timedelta(minutes=90)]
+                assert follow_reads, "the kill landed during the follow reads"
+                sim.latency = 0.0
+            done = subprocess.run([sys.executable, "-m", "collector", "once", "-c", str(cfg)], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=300, check=False)
+            assert done.returncode == 0, done.stderr[-2000:]
+        runs[name] = (before, Counter(events(folder / "out.ndjson")))
+    (_, killed), (before, control) = runs["killed"], runs["control"]
+    assert max(killed.values()) == 1, "nothing shipped twice through the kill"
+    assert set(killed) == set(control), "the same events as a collector that was never killed"
+    assert len(set(control) - set(before)) > 50, "the follow reads shipped released holds"
