@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -15,10 +15,10 @@ import structlog
 from collector.config import CollectionConfig, WatchConfig
 from collector.errors import CancelledError, CollectorError
 from collector.mimecast.client import MimecastClient, SearchResult
-from collector.packing import Counts, budget, halves, pack
 from collector.pipeline import Chunk, Pipeline
-from collector.planner import ONE_SECOND, CapWatch, Density, target_fill
-from collector.schedule import SETTLE, Ages, Read, due_follow, moment, stale_rows, status_label
+from collector.planner import ONE_SECOND, CapWatch, Density
+from collector.rereads import Rereads
+from collector.schedule import Ages, Cycle, Read, followed, moment, stale_rows
 from collector.windows import Plan, floor_second, plan_windows
 
 __all__ = ["PURPOSES", "CycleResult", "InternalError", "Poller"]
@@ -75,7 +75,7 @@ class Poller:
         self._step = tracker.step if tracker is not None else (lambda watch, step: None)
         self._density: Density | None = None
         self._resplit = False
-        self._cycle = _Cycle(datetime.now(timezone.utc), Ages.of(collection), None)
+        self._cycle = Cycle(datetime.now(timezone.utc), Ages.of(collection))
         self._caps = CapWatch(collection.result_cap)
         self._failing = False
         self._skewed = False
@@ -95,16 +95,7 @@ class Poller:
         self._clock = (now, time.monotonic())
         self._report_plan(plan, state.watermark)
         span: tuple[datetime, datetime] | None = None
-        self._cycle = _Cycle(now, Ages.of(self._cfg), plan)
-        if state.watermark is None:
-            self._cycle.watermark = self._cycle.settled = _sec(plan.start)
-        else:
-            self._cycle.watermark = _sec(state.watermark)
-            horizon = state.horizon if state.horizon is not None else state.watermark - self._cfg.settle
-            self._cycle.settled = min(_sec(horizon), self._cycle.watermark)
-            if plan.ahead:
-                # Seconds searched before their mail arrived (a clock that ran fast) are read as new again.
-                self._cycle.watermark = self._cycle.settled = min(self._cycle.settled, _sec(plan.start))
+        self._cycle = Cycle.begin(state, plan, self._cfg, now)
         try:
             cursor = self._rereads(result, plan)
             while cursor < plan.end:
@@ -127,51 +118,25 @@ class Poller:
         return result
 
     def _rereads(self, result: CycleResult, plan: Plan) -> datetime:
-        """Search every second due again (follow, then settle), oldest first, packed by the counts of their last
-        reads; the newest window takes in new time too when it has room. Returns where first reads go on."""
-        cycle, rows = self._cycle, self._pipeline.state.watch(self.watch.name).seconds
-        cap, widest = self._cfg.result_cap, int(self._cfg.window.total_seconds())
-        now = int(cycle.now.timestamp())
-        settle_due = range(cycle.settled, min(cycle.watermark, now - cycle.ages.settle)) if cycle.ages.settle else ()
-        due = [*due_follow(rows, cycle.ages, cycle.now), *settle_due]
-        counts = Counts({s: c for s, (c, _stage) in rows.items()})
-        queue = deque((a, b, None) for a, b in pack(due, counts, limit=budget(cap), widest=widest))
-        merged = self._merged(queue, counts, plan)
-        while queue:
+        """Make this poll's re-reads (``collector.rereads``), oldest first; return where first reads go on."""
+        cycle, cap = self._cycle, self._cfg.result_cap
+        rereads = Rereads(self._pipeline.state.watch(self.watch.name).seconds, cycle.ages, cycle.now,
+                          settled=cycle.settled, watermark=cycle.watermark, cap=cap,
+                          widest=int(self._cfg.window.total_seconds()))
+        if _sec(plan.start) == cycle.watermark and self._density is not None:
+            rereads.lengthen(self._density.rate, _sec(plan.end))
+        for start, end, purpose in rereads:
             if self._stop.is_set():
                 result.interrupted = True
                 break
-            start, end, purpose = queue.popleft()
             found = self._search_span(start, end, purpose or self._purpose(start), result)
             if found.count < cap or end - start <= 1:
                 self._read(start, end, found, result)
                 continue
-            shown = Counter(_sec(r.received) for r in found.records)
-            counts = Counts({s: max(c, shown[s]) for s, c in ({s: c for s, (c, _t) in rows.items()} | shown).items()})
             self._metrics.splits.labels(self.watch.name).inc()
             result.splits += 1
-            if (start, end) == merged:
-                merged = None
-                queue.appendleft((start, min(end, cycle.watermark), "split"))
-                continue
-            queue.extendleft((a, b, "split") for a, b in reversed(halves(due, counts, start, end)))
+            rereads.capped(start, end, [_sec(r.received) for r in found.records])
         return moment(max(cycle.watermark, _sec(plan.start)))
-
-    def _merged(self, queue: deque[tuple[int, int, str | None]], counts: Counts, plan: Plan) -> tuple[int, int] | None:
-        """Lengthen the newest re-read into new time when the known records leave room: a sparse watch reads its
-        settling and its new seconds in one search."""
-        cycle, rate = self._cycle, self._density.rate if self._density is not None else None
-        first, last = cycle.watermark, _sec(plan.end)
-        if not queue or rate is None or first >= last or _sec(plan.start) != first:
-            return None
-        start, end, _purpose = queue[-1]
-        room = target_fill(self._cfg.result_cap) - counts.between(start, first)
-        widest = int(self._cfg.window.total_seconds()) - (first - start)
-        new = min(last - first, widest, int(room / rate) if rate > 0 else widest)
-        if end > first or room <= 0 or new < 1:
-            return None
-        queue[-1] = (start, first + new, None)
-        return (start, first + new)
 
     def _purpose(self, start: int) -> str:
         """Why a window runs: the purpose of its oldest second."""
@@ -254,24 +219,15 @@ class Poller:
         state = self._pipeline.state.watch(name)
         self._metrics.records_received.labels(name).inc(found.count)
         read = Read(start, end, cycle.settled)
-        # A record matched by another time than its received one (a stray) counts in the window's newest second:
-        # found again later, its key moves on with it, so it is not forgotten while searches still find it.
-        second = {id(r): _sec(r.received) if start <= _sec(r.received) < end else max(start, end - 1)
-                  for r in found.records}
-        counts, statuses = Counter(), {}
-        for r in found.records:
-            counts[second[id(r)]] += 1
-            statuses.setdefault(second[id(r)], set()).add(r.status)
+        seconds, counts, statuses = read.census((_sec(r.received), r.status) for r in found.records)
+        second = {id(r): s for r, s in zip(found.records, seconds)}
         pending = {s: cycle.ages.pending(held) for s, held in statuses.items()}
         rows = read.rows(state.seconds, counts, pending, cycle.ages, cycle.now)
         if not cycle.tidied:
             rows = {**stale_rows(state.seconds, cycle.settled), **rows}
             cycle.tidied = True
-        for s, row in rows.items():
-            if row is not None and row[1] > SETTLE:
-                for status in statuses.get(s, ()):
-                    if status not in cycle.ages.final:
-                        self._metrics.followed.labels(name, status_label(status)).inc()
+        for label, n in followed(rows, statuses, cycle.ages).items():
+            self._metrics.followed.labels(name, label).inc(n)
         wanted = [r for r in found.records if (not self.watch.status or r.status in self.watch.status)
                   and (not self.watch.route or r.route in self.watch.route) and read.live(second[id(r)], state.seconds)]
         known = self._pipeline.state.known(name, [r.key for r in wanted])
@@ -284,13 +240,7 @@ class Poller:
                 continue
             keys.add(record.key)
             fresh.append(record)
-        watermark = end if start <= cycle.watermark < end else cycle.watermark
-        if not cycle.ages.settle:
-            settled = watermark
-        elif start <= cycle.settled < end:
-            settled = max(cycle.settled, min(end, int(cycle.now.timestamp()) - cycle.ages.settle, watermark))
-        else:
-            settled = cycle.settled
+        watermark, settled = read.frontiers(cycle.watermark, cycle.ages, cycle.now)
         assert self._density is not None
         self._pipeline.deliver(Chunk(watch=name, records=fresh, invalid=found.invalid, watermark=moment(watermark),
                                      horizon=moment(settled), fetched_at=datetime.now(timezone.utc),
@@ -351,18 +301,6 @@ class Poller:
                        records=result.records, shipped=result.shipped, duplicates=result.duplicates,
                        invalid=result.invalid, splits=result.splits,
                        duration_ms=round((time.monotonic() - started) * 1000), lag_s=lag)
-
-
-@dataclass
-class _Cycle:
-    """Where one cycle stands: its ``now``, the ages, and the watch's frontiers as its chunks move them."""
-
-    now: datetime
-    ages: Ages
-    plan: Plan | None
-    watermark: int = 0
-    settled: int = 0
-    tidied: bool = False
 
 
 def _sec(value: datetime) -> int:

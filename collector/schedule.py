@@ -7,13 +7,16 @@ changed meanwhile), and, while it still holds a message in a status that is not 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from collector.config import STATUSES, CollectionConfig
+from collector.state import WatchState
+from collector.windows import Plan
 
-__all__ = ["DONE", "SETTLE", "Ages", "Read", "due_follow", "moment", "stale_rows", "status_label"]
+__all__ = ["DONE", "SETTLE", "Ages", "Cycle", "Read", "due_follow", "followed", "moment", "stale_rows", "status_label"]
 
 # Stages of a second already read: waiting for its settle read, or for nothing (its count kept for packing).
 SETTLE, DONE = 0, -1
@@ -54,6 +57,35 @@ class Ages:
         return any(s not in self.final for s in statuses)
 
 
+@dataclass
+class Cycle:
+    """Where one poll stands: its ``now``, the ages, and the watch's frontiers (epoch seconds) as its chunks move
+    them: everything before ``watermark`` had its first read, everything before ``settled`` its settle read."""
+
+    now: datetime
+    ages: Ages
+    watermark: int = 0
+    settled: int = 0
+    tidied: bool = False
+
+    @classmethod
+    def begin(cls, state: WatchState, plan: Plan, cfg: CollectionConfig, now: datetime) -> Cycle:
+        """The poll at ``now`` of a watch in ``state`` whose first reads ``plan`` covers."""
+        cycle = cls(now, Ages.of(cfg))
+        start = int(plan.start.timestamp())
+        if state.watermark is None:
+            cycle.watermark = cycle.settled = start
+            return cycle
+        cycle.watermark = int(state.watermark.timestamp())
+        # A checkpoint that never kept a settle frontier (migrated from version 1) settles back from its watermark.
+        horizon = state.horizon if state.horizon is not None else state.watermark - cfg.settle
+        cycle.settled = min(int(horizon.timestamp()), cycle.watermark)
+        if plan.ahead:
+            # Seconds searched before their mail arrived (a clock that ran fast) are read as new again.
+            cycle.watermark = cycle.settled = min(cycle.settled, start)
+        return cycle
+
+
 def due_follow(rows: Mapping[int, tuple[int, int]], ages: Ages, now: datetime) -> list[int]:
     """The seconds of ``rows`` due for a follow read at ``now``, oldest first."""
     at = int(now.timestamp())
@@ -69,6 +101,30 @@ class Read:
     start: int
     end: int
     settled: int
+
+    def census(self, received: Iterable[tuple[int, str]]) -> tuple[list[int], Counter[int], dict[int, set[str]]]:
+        """The second each record of an answer counts in, given each one's (received second, status); and per
+        second its record count and statuses. A record matched by another time than its received one (a stray)
+        counts in the window's newest second: found again later, its key moves on with it, so that it is not
+        forgotten while searches still find it."""
+        seconds, counts, statuses = [], Counter(), {}
+        for at, status in received:
+            second = at if self.start <= at < self.end else max(self.start, self.end - 1)
+            seconds.append(second)
+            counts[second] += 1
+            statuses.setdefault(second, set()).add(status)
+        return seconds, counts, statuses
+
+    def frontiers(self, watermark: int, ages: Ages, now: datetime) -> tuple[int, int]:
+        """(watermark, settle frontier) after this read, from the watermark before it: each moves over the
+        seconds the read covered from where it stood, the settle frontier only over those past ``settle``."""
+        if self.start <= watermark < self.end:
+            watermark = self.end
+        if not ages.settle:
+            return watermark, watermark
+        if self.start <= self.settled < self.end:
+            return watermark, max(self.settled, min(self.end, int(now.timestamp()) - ages.settle, watermark))
+        return watermark, self.settled
 
     def live(self, second: int, rows: Mapping[int, tuple[int, int]]) -> bool:
         """Whether records of ``second`` are still the watch's to ship: not yet settled, or followed."""
@@ -89,6 +145,16 @@ class Read:
             if row != old and not (row is None and old is None):
                 changed[second] = row
         return changed
+
+
+def followed(rows: Mapping[int, tuple[int, int] | None], statuses: Mapping[int, set[str]], ages: Ages) -> Counter[str]:
+    """The statuses (as metric labels) that keep the seconds of ``rows`` followed: not final, in a second
+    whose next stage is a follow age."""
+    found: Counter[str] = Counter()
+    for second, row in rows.items():
+        if row is not None and row[1] > SETTLE:
+            found.update(status_label(s) for s in statuses.get(second, ()) if s not in ages.final)
+    return found
 
 
 def stale_rows(rows: Mapping[int, tuple[int, int]], settled: int) -> dict[int, None]:

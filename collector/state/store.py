@@ -22,6 +22,7 @@ from collector.state.forgetting import prune_point, remembered_from
 from collector.state.lock import lock_holder, take_lock
 from collector.state.model import Advance, Key, OutputMark, WatchState
 from collector.state.opening import connect
+from collector.state.seconds import forget, write_seconds
 from collector.state.schema import digest, digests, from_iso, stored_path, stored_path_text, to_iso
 
 __all__ = ["Advance", "OutputMark", "StateStore", "WatchState"]
@@ -172,8 +173,8 @@ class StateStore:
                 conn.executemany("UPDATE keys SET last_seen = ? WHERE key = ? AND last_seen != ?",
                                  [(advance.key_seconds[k], digest(k), advance.key_seconds[k])
                                   for k in advance.seen_again if k in advance.key_seconds])
-                finished = self._write_seconds(watch_id, state, advance.seconds)
-                self._forget(prune, finished)
+                finished = write_seconds(conn, watch_id, state.seconds, advance.seconds)
+                forget(conn, prune, self._pruned_at, finished)
                 self._write_marks(marks)
             self._ids[advance.watch] = watch_id
             for second, row in advance.seconds.items():
@@ -280,29 +281,6 @@ class StateStore:
     def _write_marks(self, marks: Mapping[str, OutputMark]) -> None:
         self._require().executemany("INSERT OR REPLACE INTO outputs (name, path, inode, size) VALUES (?, ?, ?, ?)",
                                     [(n, stored_path(m.path), m.inode, m.size) for n, m in marks.items()])
-
-    def _write_seconds(self, watch_id: int, state: WatchState,
-                       rows: Mapping[int, tuple[int, int] | None]) -> list[int]:
-        """Write ``rows``; return the seconds whose follow-up ended with them."""
-        conn = self._require()
-        conn.executemany("DELETE FROM seconds WHERE watch = ? AND second = ?",
-                         [(watch_id, s) for s, row in rows.items() if row is None])
-        conn.executemany("INSERT OR REPLACE INTO seconds (watch, second, count, stage) VALUES (?, ?, ?, ?)",
-                         [(watch_id, s, *row) for s, row in rows.items() if row is not None])
-        return [s for s, row in rows.items() if state.seconds.get(s, (0, 0))[1] > 0 and (row is None or row[1] <= 0)]
-
-    def _forget(self, prune: int | None, finished: list[int]) -> None:
-        """Forget the keys of seconds no watch can read again: before every watch's settle frontier (``prune``,
-        when it moved) and not followed by any watch, and those of followed seconds whose follow-up ended."""
-        conn = self._require()
-        followed = "NOT EXISTS (SELECT 1 FROM seconds WHERE seconds.second = keys.last_seen AND stage > 0)"
-        if prune is not None:
-            low = self._pruned_at if self._pruned_at is not None else -(1 << 62)
-            conn.execute(f"DELETE FROM keys WHERE last_seen >= ? AND last_seen < ? AND {followed}", (low, prune))
-            conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_at', ?)", (prune,))
-        point = prune if prune is not None else self._pruned_at
-        gone = [(s,) for s in finished if point is not None and s < point]
-        conn.executemany(f"DELETE FROM keys WHERE last_seen = ? AND {followed}", gone)
 
     def _prune_point(self, committing: str, horizon: datetime) -> int | None:
         names = self._active if self._active is not None else set(self._watches)
