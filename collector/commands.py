@@ -114,6 +114,8 @@ def _watch_view(store: StateStore, name: str, now: datetime) -> dict[str, object
             "behind_seconds": int((now - mark).total_seconds()) if mark else None,
             "remembered_keys": store.remembered(name),
             "remembered_from": since.isoformat() if since else None,
+            "settled_to": watch.horizon.isoformat() if watch.horizon else None,
+            "followed_seconds": sum(stage > 0 for _count, stage in watch.seconds.values()),
             "density_per_second": watch.density}
 
 
