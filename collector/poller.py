@@ -131,7 +131,8 @@ class Poller:
                 break
             found = self._search_span(start, end, purpose or self._purpose(start), result)
             if found.count < cap or end - start <= 1:
-                self._read(start, end, found, result)
+                if self._read(start, end, found, result) < moment(end):
+                    return plan.end  # Mimecast's clock has not reached the end of the new time yet
                 continue
             self._metrics.splits.labels(self.watch.name).inc()
             result.splits += 1
