@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from collector.daemon import Collector
 from collector.simulator import Filter, MailFlow, Simulator
 from collector.simulator.shapes import Late, Statuses
-from collector.simulator.truth import lasting
+from collector.simulator.truth import lasting, match_share
 from tests.conftest import ROOT, config_dict, make_config, write_config
 
 FLT = Filter(to="example.com")
@@ -231,7 +231,7 @@ def test_a_day_of_follow_up_ships_every_release_once_in_order(tmp_path: Path) ->
 
     per_minute = int(os.environ.get("FOLLOW_PER_MINUTE", "10"))
     statuses = Statuses(held=0.4, pending=0.05, least=timedelta(minutes=1), most=timedelta(hours=20))
-    flow = MailFlow(seed=15, start=T0, end=T0 + timedelta(hours=2), count=int(per_minute * 120 / 0.55),
+    flow = MailFlow(seed=15, start=T0, end=T0 + timedelta(hours=2), count=int(per_minute * 120 / match_share(FLT)),
                     statuses=statuses, cache=True)
     clock = {"now": T0}
     with Simulator(flow, clock=lambda: clock["now"]) as sim:
