@@ -126,6 +126,8 @@ def _command(args: argparse.Namespace, hangup: Hangup) -> int:
             return 0
         config = load_config(args.config or default_config_path())
         if args.command == "check-config":
+            for text in config.collection.deprecations():
+                print(f"warning: {text}", file=sys.stderr)
             print(summarize(config))
             return 0
         from collector import commands
@@ -174,7 +176,7 @@ def summarize(config: Config) -> str:
         f"  timeout {mc.timeout:g}s, retries {mc.retries}, tls_verify {mc.tls_verify}, proxy {mc.proxy or 'none'}, "
         f"quota reserve {mc.quota_reserve}",
         f"collection: every {_d(col.interval)}, window {_d(col.window)}, lag {_d(col.lag)}, "
-        f"overlap {_d(col.overlap)}, initial lookback {_d(col.initial_lookback)}, result cap {col.result_cap}",
+        f"settle {_d(col.settle)}, follow [{', '.join(_d(a) for a in col.follow)}], initial lookback {_d(col.initial_lookback)}, result cap {col.result_cap}",
         f"  state {col.state_file}, dead letters {col.dead_letter_file}",
         f"watches ({len(config.watches)}):",
     ]

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TextIO
 
+import structlog
+
 from collector.config import Config
 from collector.daemon import Collector, Hangup
 from collector.errors import ConfigError, StateCorruptError
@@ -22,6 +24,8 @@ __all__ = ["doctor", "once", "print_results", "reload", "run", "state_reset", "s
 
 def _logging(config: Config) -> None:
     configure_logging(config.logging.level, config.logging.format, secrets=config.secrets())
+    for text in config.collection.deprecations():
+        structlog.get_logger("collector.config").warning("config.deprecated", reason=text)
 
 
 def run(config: Config, hangup: Hangup | None = None) -> int:
@@ -130,6 +134,8 @@ def _watch_view(store: StateStore, name: str, now: datetime) -> dict[str, object
             "behind_seconds": int((now - mark).total_seconds()) if mark else None,
             "remembered_keys": store.remembered(name),
             "remembered_from": since.isoformat() if since else None,
+            "settled_to": watch.horizon.isoformat() if watch.horizon else None,
+            "followed_seconds": sum(stage > 0 for _count, stage in watch.seconds.values()),
             "density_per_second": watch.density}
 
 

@@ -1,7 +1,7 @@
 """``demo``: the real pipeline against the built-in simulator, with no setup.
 
 Two polls, thirty simulated minutes apart, show the whole story: windows
-split at the result cap, the overlap re-read with its repeats dropped, and
+split at the result cap, the settle read with its repeats dropped, and
 messages that changed status (held, then released) shipped again as new events.
 """
 
@@ -49,7 +49,7 @@ def run_demo(*, config_path: Path | None, fmt: str, messages: int, seed: int) ->
         print(f"\ndemo: {len(sim.searches())} searches against the simulator at {sim.base_url}", file=out)
         print(f"first poll ({_FIRST_POLL_AGO.seconds // 60} simulated minutes ago):", file=out)
         print_results(first, out)
-        print("second poll (now; the overlap is re-read, status changes become new events):", file=out)
+        print("second poll (now; settling seconds are read again, status changes become new events):", file=out)
         print_results(second, out)
         expected = _ground_truth(flow, config, now)
         shipped = sum(r.shipped for r in first + second)
@@ -73,7 +73,7 @@ def _demo_config(sim: Simulator, tmp: Path, fmt: str, config_path: Path | None) 
     return {
         "mimecast": {"base_url": sim.base_url, "auth": {"type": "oauth2", "client_id": creds.client_id,
                                                          "client_secret": creds.client_secret}},
-        "collection": {"interval": "5m", "window": "15m", "lag": "0s", "overlap": "10m", "initial_lookback": "2h",
+        "collection": {"interval": "5m", "window": "15m", "lag": "0s", "settle": "10m", "initial_lookback": "2h",
                        "result_cap": _CAP, "state_file": str(tmp / "state.json")},
         "watches": watches,
         "outputs": outputs,
@@ -88,7 +88,7 @@ def _ground_truth(flow: MailFlow, config: Any, now: datetime) -> int:
     for w in config.watches:
         flt = Filter(from_=w.from_, to=w.to, subject=w.subject, sender_ip=w.sender_ip, message_id=w.message_id)
         keys = flow.ground_truth(flt, first_at - timedelta(hours=2), first_at, first_at)
-        keys |= flow.ground_truth(flt, first_at - config.collection.overlap, now, now)
+        keys |= flow.ground_truth(flt, first_at - config.collection.settle, now, now)
         if w.status or w.route:
             keys = {k for k in keys if not w.status or k[1] in w.status}
         shipped |= keys

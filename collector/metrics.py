@@ -61,6 +61,11 @@ class Metrics:
                                    "back to keep the quota's reserve (once for all watches).")
         self.quota_pacing = gauge("quota_pacing", "1 during a quota pacing episode (searches held back to keep "
                                   "the reserve within the last minute or Reset), else 0.")
+        self.searches = counter("searches", "Searches by why they ran: first, settle, follow, split (a window "
+                                "serving several counts as its oldest second's).", ("watch", "purpose"))
+        self.followed = counter("followed_records", "Records a settle or follow read found in a status that is not "
+                                "final, which keeps their second followed (other: an undocumented status).",
+                                ("watch", "status"))
         self.splits = counter("searches_split", "Searches at the result cap, searched again narrower.", ("watch",))
         self.truncated = counter("searches_truncated", "One-second searches still at the result cap (records may be missing).", ("watch",))
         self.answer_records = Histogram(f"{_NS}_answer_records", "Tracked emails per search answer.",
@@ -111,6 +116,8 @@ class Metrics:
         for watch in watches:
             for outcome in _OUTCOMES:
                 self.poll_runs.labels(watch, outcome)
+            for purpose in ("first", "settle", "follow", "split"):
+                self.searches.labels(watch, purpose)
             for error_type in _ERROR_TYPES:
                 self.poll_errors.labels(watch, error_type)
                 self.poll_failing.labels(watch, error_type)

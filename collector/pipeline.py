@@ -6,8 +6,8 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,8 @@ class Chunk:
     fetched_at: datetime
     seen_again: Sequence[tuple[str, str]] = ()
     density: float | None = None
+    key_seconds: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    seconds: Mapping[int, tuple[int, int] | None] = field(default_factory=dict)
 
 
 def invalid_key(raw: Any) -> tuple[str, str]:
@@ -137,7 +139,8 @@ class Pipeline:
                 self.state.commit(Advance(
                     chunk.watch, chunk.watermark, chunk.horizon,
                     new_keys=[*shipped, *{k for k in invalid_keys if k not in set_aside}],
-                    seen_again=[*chunk.seen_again, *repeats, *set_aside], density=chunk.density, marks=marks))
+                    seen_again=[*chunk.seen_again, *repeats, *set_aside], density=chunk.density, marks=marks,
+                    key_seconds=chunk.key_seconds, seconds=chunk.seconds))
             except BaseException as exc:
                 # Whatever went wrong, nothing of this chunk may stay in a file the checkpoint does not cover.
                 for out in self.outputs:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,9 +17,14 @@ from collector.errors import AnswerTooLargeError, CancelledError, CollectorError
 from collector.mimecast.client import MimecastClient, SearchResult
 from collector.pipeline import Chunk, Pipeline
 from collector.planner import ONE_SECOND, CapWatch, Density
+from collector.rereads import Rereads
+from collector.schedule import Ages, Cycle, Read, followed, moment, stale_rows
 from collector.windows import Plan, floor_second, plan_windows
 
-__all__ = ["CycleResult", "InternalError", "Poller"]
+__all__ = ["PURPOSES", "CycleResult", "InternalError", "Poller"]
+
+# Why a search ran: a second's first read, its settle read, a follow read, or again after a capped answer.
+PURPOSES = ("first", "settle", "follow", "split")
 
 # HTTP dates have whole seconds and answers take time: only a larger difference is a clock problem.
 _SKEW_TOLERANCE_S = 30.0
@@ -37,6 +43,7 @@ class CycleResult:
     invalid: int = 0
     splits: int = 0
     truncated: int = 0
+    purposes: Counter[str] = field(default_factory=Counter)
     error: CollectorError | None = None
     interrupted: bool = False
 
@@ -67,6 +74,8 @@ class Poller:
         self._on_chunk = on_chunk
         self._step = tracker.step if tracker is not None else (lambda watch, step: None)
         self._density: Density | None = None
+        self._resplit = False
+        self._cycle = Cycle(datetime.now(timezone.utc), Ages.of(collection))
         self._caps = CapWatch(collection.result_cap)
         self._failing = False
         self._skewed = False
@@ -86,8 +95,9 @@ class Poller:
         self._clock = (now, time.monotonic())
         self._report_plan(plan, state.watermark)
         span: tuple[datetime, datetime] | None = None
+        self._cycle = Cycle.begin(state, plan, self._cfg, now)
         try:
-            cursor = plan.start
+            cursor = self._rereads(result, plan)
             while cursor < plan.end:
                 if self._stop.is_set():
                     result.interrupted = True
@@ -107,27 +117,65 @@ class Poller:
         self._finish(result, started, span, now)
         return result
 
-    def _search(self, start: datetime, end: datetime, plan: Plan, result: CycleResult) -> datetime:
-        """Search ``[start, end)``; deliver it when complete and return the new cursor, else ``start``."""
-        began = time.monotonic()
-        cap, width = self._cfg.result_cap, end - start
-        assert self._density is not None
+    def _rereads(self, result: CycleResult, plan: Plan) -> datetime:
+        """Make this poll's re-reads (``collector.rereads``), oldest first; return where first reads go on."""
+        cycle, cap = self._cycle, self._cfg.result_cap
+        rereads = Rereads(self._pipeline.state.watch(self.watch.name).seconds, cycle.ages, cycle.now,
+                          settled=cycle.settled, watermark=cycle.watermark, cap=cap,
+                          widest=int(self._cfg.window.total_seconds()))
+        if _sec(plan.start) == cycle.watermark and self._density is not None:
+            rereads.lengthen(self._density.rate, _sec(plan.end))
+        for start, end, purpose in rereads:
+            if self._stop.is_set():
+                result.interrupted = True
+                break
+            found = self._search_span(start, end, purpose or self._purpose(start), result)
+            if found is not None and (found.count < cap or end - start <= 1):
+                if self._read(start, end, found, result) < moment(end):
+                    return plan.end  # Mimecast's clock has not reached the end of the new time yet
+                continue
+            self._metrics.splits.labels(self.watch.name).inc()
+            result.splits += 1
+            rereads.capped(start, end, [_sec(r.received) for r in found.records] if found is not None else [])
+        return moment(max(cycle.watermark, _sec(plan.start)))
+
+    def _purpose(self, start: int) -> str:
+        """Why a window runs: the purpose of its oldest second."""
+        if start < self._cycle.settled:
+            return "follow"
+        return "settle" if start < self._cycle.watermark else "first"
+
+    def _search_span(self, start: int, end: int, purpose: str, result: CycleResult) -> SearchResult | None:
+        """Search ``[start, end)`` and count it; ``None`` when the answer was too large to read (searched again
+        narrower, like a capped one) unless the window is one second, where that is the poll's error."""
         try:
-            found = self._client.search(self.watch, start, end)
+            found: SearchResult | None = self._client.search(self.watch, moment(start), moment(end))
         except AnswerTooLargeError as exc:
-            self._step(self.watch.name, "searched")
-            result.searches += 1
-            if width <= ONE_SECOND:
+            if end - start <= 1:
                 raise
-            # Too large to read is at least as full as capped: the same window searched narrower.
+            found = None
+            self._log.warning("poll.answer_too_large", start=_iso(moment(start)), end=_iso(moment(end)), error=str(exc))
+        self._step(self.watch.name, "searched")
+        result.searches += 1
+        result.purposes[purpose] += 1
+        self._metrics.searches.labels(self.watch.name, purpose).inc()
+        if found is not None:
+            self._metrics.answer_records.observe(found.count)
+        return found
+
+    def _search(self, start: datetime, end: datetime, plan: Plan, result: CycleResult) -> datetime:
+        """Search new time ``[start, end)``; deliver it when complete and return the new cursor, else ``start``."""
+        began = time.monotonic()
+        purpose = "split" if self._resplit else self._purpose(_sec(start))
+        found = self._search_span(_sec(start), _sec(end), purpose, result)
+        self._resplit = False
+        cap, width = self._cfg.result_cap, end - start
+        if found is None:  # too large to read is at least as full as capped: the same window, narrower
             self._density.capped(start, end, cap, [])
             self._metrics.splits.labels(self.watch.name).inc()
             result.splits += 1
-            self._log.warning("poll.answer_too_large", start=_iso(start), end=_iso(end), error=str(exc))
+            self._resplit = True
             return start
-        self._step(self.watch.name, "searched")
-        result.searches += 1
-        self._metrics.answer_records.observe(found.count)
         hidden = self._caps.observe(found.count, start, end)
         if hidden is not None:
             self._log.warning("mimecast.answers_stop_below_result_cap", size=hidden, result_cap=cap,
@@ -137,16 +185,34 @@ class Poller:
             self._density.capped(start, end, cap, [r.received for r in found.records])
             self._metrics.splits.labels(self.watch.name).inc()
             result.splits += 1
+            self._resplit = True
             self._log.debug("poll.window_split", start=_iso(start), end=_iso(end), records=found.count)
             return start
+        mark = self._read(_sec(start), _sec(end), found, result, began)
+        return end if mark == end else plan.end
+
+    def _read(self, start: int, end: int, found: SearchResult, result: CycleResult,
+              began: float | None = None) -> datetime:
+        """Deliver a complete (or one-second) answer for ``[start, end)``; return how far it counts as read."""
+        cycle, cap = self._cycle, self._cfg.result_cap
+        if found.server_time is not None:
+            # Ages count by Mimecast's clock when it is behind this host's: a fast clock must not settle a second
+            # before its late mail can have arrived.
+            cycle.now = min(cycle.now, found.server_time)
         if found.count >= cap:
             self._metrics.truncated.labels(self.watch.name).inc()
             result.truncated += 1
+        new_from = max(start, cycle.watermark)
+        if end > new_from:
+            assert self._density is not None
+            newer = [r.received for r in found.records if _sec(r.received) >= new_from]
+            if found.count < cap:
+                self._density.complete(moment(new_from), moment(end), len(newer), cap, newer)
+            mark = _sec(self._checked_end(moment(new_from), moment(end), found.server_time))
         else:
-            self._density.complete(start, end, found.count, cap, [r.received for r in found.records])
-        mark = self._checked_end(start, end, found.server_time)
-        self._deliver(start, mark, found, result, began)
-        return end if mark == end else plan.end
+            mark = end
+        self._deliver(start, mark, found, result, began if began is not None else time.monotonic())
+        return moment(mark)
 
     def _checked_end(self, start: datetime, end: datetime, server_time: datetime | None) -> datetime:
         """``end``, unless Mimecast's clock (its answer's ``Date``) says that time is not yet past ``lag``."""
@@ -166,11 +232,23 @@ class Poller:
         # Never call complete what Mimecast's clock has not reached yet (a local clock running fast).
         return max(start, min(end, floor_second(server_time - self._cfg.lag)))
 
-    def _deliver(self, start: datetime, end: datetime, found: SearchResult, result: CycleResult, began: float) -> None:
-        name = self.watch.name
+    def _deliver(self, start: int, end: int, found: SearchResult, result: CycleResult, began: float) -> None:
+        """Ship what ``[start, end)`` holds that the watch still claims, and commit what its seconds wait for now."""
+        name, cycle = self.watch.name, self._cycle
+        state = self._pipeline.state.watch(name)
         self._metrics.records_received.labels(name).inc(found.count)
+        read = Read(start, end, cycle.settled)
+        seconds, counts, statuses = read.census((_sec(r.received), r.status) for r in found.records)
+        second = {id(r): s for r, s in zip(found.records, seconds)}
+        pending = {s: cycle.ages.pending(held) for s, held in statuses.items()}
+        rows = read.rows(state.seconds, counts, pending, cycle.ages, cycle.now)
+        if not cycle.tidied:
+            rows = {**stale_rows(state.seconds, cycle.settled), **rows}
+            cycle.tidied = True
+        for label, n in followed(rows, statuses, cycle.ages).items():
+            self._metrics.followed.labels(name, label).inc(n)
         wanted = [r for r in found.records if (not self.watch.status or r.status in self.watch.status)
-                  and (not self.watch.route or r.route in self.watch.route)]
+                  and (not self.watch.route or r.route in self.watch.route) and read.live(second[id(r)], state.seconds)]
         known = self._pipeline.state.known(name, [r.key for r in wanted])
         fresh, keys, again, duplicates = [], set(), [], 0
         for record in sorted(wanted, key=lambda r: r.received):
@@ -181,10 +259,13 @@ class Poller:
                 continue
             keys.add(record.key)
             fresh.append(record)
+        watermark, settled = read.frontiers(cycle.watermark, cycle.ages, cycle.now)
         assert self._density is not None
-        self._pipeline.deliver(Chunk(watch=name, records=fresh, invalid=found.invalid, watermark=end,
-                                     horizon=end - self._cfg.overlap, fetched_at=datetime.now(timezone.utc),
-                                     seen_again=again, density=self._density.rate))
+        self._pipeline.deliver(Chunk(watch=name, records=fresh, invalid=found.invalid, watermark=moment(watermark),
+                                     horizon=moment(settled), fetched_at=datetime.now(timezone.utc),
+                                     seen_again=again, density=self._density.rate,
+                                     key_seconds={r.key: second[id(r)] for r in wanted}, seconds=rows))
+        cycle.watermark, cycle.settled = watermark, settled
         self._step(name, "delivered")
         self._metrics.duplicates.labels(name).inc(duplicates)
         result.chunks += 1
@@ -192,8 +273,8 @@ class Poller:
         result.shipped += len(fresh)
         result.duplicates += duplicates
         result.invalid += len(found.invalid)
-        self._log.debug("poll.chunk", start=_iso(start), end=_iso(end), records=found.count, shipped=len(fresh),
-                        duplicates=duplicates, invalid=len(found.invalid),
+        self._log.debug("poll.chunk", start=_iso(moment(start)), end=_iso(moment(end)), records=found.count,
+                        shipped=len(fresh), duplicates=duplicates, invalid=len(found.invalid),
                         duration_ms=round((time.monotonic() - began) * 1000))
 
     def _report_plan(self, plan: Plan, watermark: datetime | None) -> None:
@@ -234,9 +315,14 @@ class Poller:
             self._log.warning("poll.window_truncated", searches=result.truncated, result_cap=self._cfg.result_cap,
                               reason="one-second searches still at result_cap; records beyond it may be missing")
         self._log.info("poll.done", outcome=outcome, chunks=result.chunks, searches=result.searches,
+                       **{f"searches_{p}": result.purposes[p] for p in PURPOSES},
                        records=result.records, shipped=result.shipped, duplicates=result.duplicates,
                        invalid=result.invalid, splits=result.splits,
                        duration_ms=round((time.monotonic() - started) * 1000), lag_s=lag)
+
+
+def _sec(value: datetime) -> int:
+    return int(value.timestamp())
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -156,7 +156,7 @@ def _search(config: Config, watch: WatchConfig, output: OutputConfig, span: Span
     from collector.daemon import Collector, stopping_on_signals
     from collector.state import Advance
 
-    collection = replace(config.collection, state_file=state_file, lag=timedelta(0), overlap=timedelta(0),
+    collection = replace(config.collection, state_file=state_file, lag=timedelta(0), settle=timedelta(0), follow=(),
                          dead_letter_file=state_file.with_name(state_file.name + ".dead-letter.ndjson"))
     mine = replace(config, collection=collection, watches=(watch,), outputs=(output,), metrics=MetricsConfig(None))
     stop = threading.Event()

@@ -50,12 +50,11 @@ def floor_second(value: datetime) -> datetime:
 
 def plan_windows(watermark: datetime | None, now: datetime, cfg: CollectionConfig, *,
                  remembered_from: datetime | None = None) -> Plan:
-    """The span ``[watermark - overlap, present - lag)`` to search now.
+    """The span ``[watermark, present - lag)`` of first reads to make now (re-reads: ``collector.schedule``).
 
     The first run (no watermark) starts ``initial_lookback`` ago. The search never starts before
-    ``remembered_from``, the oldest time the checkpoint still remembers shipped keys for (so a larger
-    ``overlap`` cannot re-read what was forgotten and ship it twice). Nothing older than Mimecast's
-    30-day retention is searched; a watermark older than that is reported as ``gap``.
+    ``remembered_from``, the oldest time the checkpoint still remembers shipped keys for. Nothing older
+    than Mimecast's 30-day retention is searched; a watermark older than that is reported as ``gap``.
     """
     end = floor_second(now - cfg.lag)
     oldest = floor_second(now - RETENTION + _RETENTION_MARGIN)
@@ -65,9 +64,9 @@ def plan_windows(watermark: datetime | None, now: datetime, cfg: CollectionConfi
     elif watermark > end + _AHEAD_TOLERANCE:
         # The watermark passed the present: searches up to it may have run before their mail arrived.
         ahead = watermark - end
-        start = floor_second(end - ahead - cfg.overlap)
+        start = floor_second(end - ahead - cfg.settle)
     else:
-        start = floor_second(watermark - cfg.overlap)
+        start = floor_second(watermark)
         if remembered_from is not None:
             start = max(start, floor_second(remembered_from))
     gap, gap_start = timedelta(0), None

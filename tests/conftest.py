@@ -68,7 +68,7 @@ def config_dict(sim: Simulator, tmp_path: Path, *, auth: str = "oauth2", **secti
     data: dict[str, Any] = {
         "mimecast": {"base_url": sim.base_url, "auth": auth_block, "timeout": "5s", "retries": 3,
                      "backoff_initial": "0s", "backoff_max": "0s"},
-        "collection": {"interval": "1m", "window": "15m", "lag": "0s", "overlap": "10m",
+        "collection": {"interval": "1m", "window": "15m", "lag": "0s", "settle": "10m",
                        "initial_lookback": "4h", "result_cap": 1000, "state_file": str(tmp_path / "state.json")},
         "watches": [{"name": "inbound", "to": "example.com"}],
         "outputs": [{"name": "archive", "format": "raw", "sink": {"type": "file", "path": str(tmp_path / "out.ndjson")}}],

@@ -60,6 +60,12 @@ def test_three_mistakes_are_all_reported_with_exit_78(tmp_path: Path) -> None:
     (lambda d: d["collection"].update(lag="7h"), "collection.lag: 7h is out of range"),
     (lambda d: d["collection"].update(overlap="2d"), "collection.overlap: 2d is out of range"),
     (lambda d: d["collection"].update(initial_lookback="31d"), "collection.initial_lookback: 31d is out of range"),
+    (lambda d: d["collection"].update(settle="1m"), "collection.settle: 1m is not longer than lag (2m)"),
+    (lambda d: d["collection"].update(follow=["5m"]), "collection.follow[0]: 5m is not longer than settle (10m)"),
+    (lambda d: d["collection"].update(follow=["2h", "1h"]), "collection.follow[1]: 1h is not longer than follow[0]"),
+    (lambda d: d["collection"].update(follow=["1h", "31d"]), "collection.follow[1]: 31d is out of range"),
+    (lambda d: d["collection"].update(follow="1h"), "collection.follow: expected a list of durations"),
+    (lambda d: d["collection"].update(final_statuses=["done"]), "collection.final_statuses[0]: 'done' is not one of"),
     (lambda d: d.update(watches=[]), "watches: expected a non-empty list"),
     (lambda d: d["watches"].append({"name": "w1", "from": "x.com"}), "watches[1].name: duplicate name 'w1'"),
     (lambda d: d["watches"].append({"name": "w2"}), "watches[1]: needs at least one filter"),
@@ -252,3 +258,17 @@ def test_two_writers_of_one_file_are_refused(tmp_path: Path) -> None:
         "file of its own (two writers would cut each other's events at start)",
         f"outputs[4].sink.path: {tmp_path / 'dead-letter.ndjson'} is also collection.dead_letter_file; an output "
         "needs a file of its own (two writers would cut each other's events at start)"]
+
+
+def test_overlap_is_read_as_settle_with_a_warning_never_an_error(tmp_path: Path) -> None:
+    """A configuration with the deprecated overlap passes check-config, which warns and names the settle it means;
+    follow ages it reaches past are dropped rather than refused."""
+    data = base(tmp_path)
+    data["collection"].update(overlap="1d", lag="2m")
+    result = run_cli("check-config", "-c", str(write_config(tmp_path, data)))
+    assert result.returncode == 0, result.stderr
+    assert "warning: collection.overlap is deprecated: read as collection.settle: 1d2m" in result.stderr
+    config = load_config(write_config(tmp_path, data), env={})
+    assert config.collection.settle == timedelta(days=1, minutes=2) and config.collection.follow == ()
+    data["collection"].update(overlap="10m", follow=["1h"])
+    assert load_config(write_config(tmp_path, data), env={}).collection.follow == (timedelta(hours=1),)

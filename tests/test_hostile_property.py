@@ -81,7 +81,8 @@ def lines(path: Path) -> list[dict[str, Any]]:
 def test_hostile_answers_never_crash_repeat_or_lose(faults: list[Fault]) -> None:
     """One watch meets hostile answers, then Mimecast answers sanely again: every poll returned a result, no
     internal error, no event twice in the file, both watches caught up, and the other watch lost nothing."""
-    with tempfile.TemporaryDirectory() as tmp, Simulator(FLOW, cap=1000, clock=lambda: NOW) as sim:
+    clock = {"now": NOW}
+    with tempfile.TemporaryDirectory() as tmp, Simulator(FLOW, cap=1000, clock=lambda: clock["now"]) as sim:
         tmp_path = Path(tmp)
         c = Collector(make_config(sim, tmp_path, watches=WATCHES,
                                   mimecast={"max_rate_limit_wait": "0s", "retries": 2},
@@ -95,7 +96,9 @@ def test_hostile_answers_never_crash_repeat_or_lose(faults: list[Fault]) -> None
                 results += c.run_once(["to-example"], now=lambda: NOW)
                 sim.clear_faults()
                 results += c.run_once(now=lambda: NOW)
-                results += c.run_once(now=lambda: NOW)
+                # Ten minutes on, the settle read searches again what a hostile answer may have hidden.
+                clock["now"] = NOW + timedelta(minutes=10)
+                results += c.run_once(now=lambda: clock["now"])
             finally:
                 c.close()
         events = lines(tmp_path / "out.ndjson")
@@ -104,11 +107,11 @@ def test_hostile_answers_never_crash_repeat_or_lose(faults: list[Fault]) -> None
     assert not [e for e in logs if e["event"] in ("poll.internal_error", "poll.crashed")]
     assert not [r for r in results if r.error is not None and r.error.error_type == "internal"]
     assert all(r.ok for r in results[1:]), [r.error for r in results[1:]]
-    assert all(w == NOW for w in watermarks), watermarks
+    assert all(w == NOW + timedelta(minutes=10) for w in watermarks), watermarks
     got = Counter(e["event_id"] for e in events)
     assert not got or max(got.values()) == 1
     # The watch that met the hostile answers may have been told a window held only them; the other loses nothing.
     wanted = FLOW.ground_truth(FILTERS["from-example"], NOW - timedelta(hours=1), NOW, NOW)
     assert {event_id(*k) for k in wanted} <= set(got), "the other watch lost events"
-    recent = FLOW.ground_truth(FILTERS["to-example"], NOW - timedelta(minutes=10), NOW, NOW)
+    recent = FLOW.ground_truth(FILTERS["to-example"], NOW - timedelta(minutes=10), NOW, NOW + timedelta(minutes=10))
     assert {event_id(*k) for k in recent} <= set(got), "the hostile watch did not catch up"

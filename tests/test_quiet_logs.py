@@ -58,7 +58,7 @@ def test_each_poll_logs_one_summary_at_info_and_its_chunks_at_debug(live: Simula
     watches = [{"name": "inbound", "to": "example.com"}, {"name": "outbound", "from": "example.com"}]
     cfg = write_config(tmp_path, config_dict(
         live, tmp_path, watches=watches, metrics={"listen": f"127.0.0.1:{port}"}, logging={"level": level},
-        collection={"interval": "10s", "window": "5m", "initial_lookback": "20m", "overlap": "2m"}))
+        collection={"interval": "10s", "window": "5m", "initial_lookback": "20m", "settle": "2m"}))
     daemon = Daemon(tmp_path, "run", "-c", str(cfg))
     try:
         wait_for(lambda: daemon.log.read_text().count('"poll.done"') >= 6, timeout=60, what="three polls per watch")

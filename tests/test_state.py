@@ -14,7 +14,6 @@ import pytest
 
 from collector.errors import StateCorruptError, StateLockedError
 from collector.state import Advance, OutputMark, StateStore, legacy_backup
-from collector.state.store import REFRESH_MARGIN_S
 
 T = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 M = timedelta(minutes=1)
@@ -108,35 +107,31 @@ def test_an_empty_file_is_a_new_checkpoint(tmp_path: Path) -> None:
     assert store.watch("w").watermark == T
 
 
-def test_keys_are_forgotten_by_when_they_were_last_seen(tmp_path: Path) -> None:
-    """A key lives an overlap (plus the refresh margin) past the last chunk that found it, whatever its
-    received time (even 2099); a key seen again within the margin is not rewritten."""
-    margin = timedelta(seconds=REFRESH_MARGIN_S)
+def test_keys_are_forgotten_once_no_watch_can_read_their_second(tmp_path: Path) -> None:
+    """A key lives while its record's second may be read again: until the settle frontier passes it, or, for a
+    followed second, until its follow-up ends; a key stored without its second counts from the chunk end."""
     store = StateStore(tmp_path / "state.json").open()
-    store.commit(advance("w", T, new_keys=[("old", "a"), ("again", "a"), ("future", "a")]))
-    store.commit(advance("w", T + margin + M, seen_again=[("again", "a")]))
-    store.commit(advance("w", T + 10 * M + margin))  # horizon T + 5m less the margin: nothing before T yet
-    assert store.known("w", [("old", "a"), ("again", "a"), ("future", "a")]) == {("old", "a"), ("again", "a"),
-                                                                                 ("future", "a")}
-    store.commit(advance("w", T + 11 * M + margin))
-    assert store.known("w", [("old", "a"), ("again", "a"), ("future", "a")]) == {("again", "a")}
-    store.commit(advance("w", T + 12 * M + 2 * margin))
-    assert store.known("w", [("again", "a")]) == set()
+    t = int(T.timestamp())
+    keys = {("plain", "a"): t, ("followed", "held"): t + 1, ("late", "a"): t + 2}
+    store.commit(advance("w", T + 5 * M, new_keys=[*keys, ("unknown", "a")], key_seconds=keys,
+                         seconds={t + 1: (1, 1)}))
+    store.commit(advance("w", T + 10 * M, overlap=10 * M - timedelta(seconds=2)))  # settled up to t + 2
+    assert store.known("w", [*keys, ("unknown", "a")]) == {("followed", "held"), ("late", "a"), ("unknown", "a")}
+    store.commit(advance("w", T + 20 * M))  # settled to T + 10m: the chunk end of "unknown" was T + 5m
+    assert store.known("w", [*keys, ("unknown", "a")]) == {("followed", "held")}, "a followed second keeps its keys"
+    store.commit(advance("w", T + 21 * M, seconds={t + 1: None}))
+    assert store.known("w", [("followed", "held")]) == set(), "its follow-up ended: nothing can read it again"
     assert store.remembered("w") == 0
 
 
-def test_a_key_seen_again_within_the_margin_is_not_rewritten_yet_never_forgotten_too_early(tmp_path: Path) -> None:
-    """Seen again every minute: rewritten only when its last-seen time is the margin old, and still known
-    as long as a search could find it (its last chunk end plus the overlap)."""
+def test_a_key_seen_again_learns_its_second(tmp_path: Path) -> None:
+    """A key stored with an upper bound of its second (the chunk end, as version 2 did) is lowered to its
+    second when a read finds it again, so that it is forgotten with its second."""
     store = StateStore(tmp_path / "state.json").open()
     store.commit(advance("w", T, new_keys=[("k", "a")]))
-    for minute in range(1, 30):
-        store.commit(advance("w", T + minute * M, seen_again=[("k", "a")]))
-        assert store.known("w", [("k", "a")]) == {("k", "a")}
+    store.commit(advance("w", T + M, seen_again=[("k", "a")], key_seconds={("k", "a"): int(T.timestamp()) - 60}))
     stored = store._require().execute("SELECT last_seen FROM keys").fetchone()[0]  # noqa: SLF001 - a white-box look
-    assert stored < int((T + 29 * M).timestamp()) and stored >= int((T + 29 * M).timestamp()) - REFRESH_MARGIN_S
-    store.commit(advance("w", T + 38 * M))  # horizon T + 28m: the last chunk that found it ended at T + 29m
-    assert store.known("w", [("k", "a")]) == {("k", "a")}
+    assert stored == int(T.timestamp()) - 60
 
 
 def test_remembered_from_never_moves_back_nor_passes_the_watermark(tmp_path: Path) -> None:
@@ -187,6 +182,7 @@ def test_a_failed_commit_changes_nothing_in_memory_or_on_disk(tmp_path: Path) ->
     store = StateStore(tmp_path / "state.json").open()
     store.commit(advance("w", T, new_keys=[("a", "x")], marks={"o": OutputMark("/x", 1, 10)}))
     bad = advance("w", T + M, new_keys=[("b", "x")], seen_again=[(1, "not text")],  # type: ignore[list-item]
+                  key_seconds={(1, "not text"): 5},  # type: ignore[dict-item]
                   marks={"o": OutputMark("/x", 1, 20)})
     with pytest.raises(AttributeError):
         store.commit(bad)

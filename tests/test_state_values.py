@@ -34,6 +34,9 @@ DAMAGE = {
     "prune-point": ("UPDATE meta SET value = 'zz' WHERE name = 'pruned_at'", "prune point 'zz'"),
     "key-last-seen": ("UPDATE keys SET last_seen = 'zz'", "last seen as text"),
     "key-text": ("UPDATE keys SET key = 'abc'", "key stored as text"),
+    "second-text": ("UPDATE seconds SET second = 'x'", "second 'x'"),
+    "second-count": ("UPDATE seconds SET count = -1", "count -1"),
+    "second-stage": ("UPDATE seconds SET stage = 'due'", "stage 'due'"),
 }
 
 
@@ -42,7 +45,8 @@ def _checkpoint(path: Path, out: Path) -> None:
     store = StateStore(path).open()
     store.prepare(["inbound"])
     store.commit(Advance("inbound", T, T - timedelta(minutes=10), new_keys=[("id-1", "delivered")], density=0.5,
-                         marks={"archive": OutputMark(str(out), 1234, 0)}))
+                         marks={"archive": OutputMark(str(out), 1234, 0)},
+                         seconds={int(T.timestamp()) - 30: (3, 0)}))
     store.close()
 
 

@@ -15,7 +15,7 @@ T = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 
 def cfg(**kw: object) -> CollectionConfig:
     values = {"interval": timedelta(minutes=5), "window": timedelta(minutes=15), "lag": timedelta(minutes=2),
-              "overlap": timedelta(minutes=10), "initial_lookback": timedelta(hours=1), "result_cap": 100,
+              "settle": timedelta(minutes=10), "initial_lookback": timedelta(hours=1), "result_cap": 100,
               "state_file": Path("/tmp/s.json"), "dead_letter_file": Path("/tmp/d.ndjson")}
     values.update(kw)
     return CollectionConfig(**values)  # type: ignore[arg-type]
@@ -37,17 +37,17 @@ def test_first_run_looks_back_and_stops_at_lag() -> None:
 
 
 @freeze_time(T)
-def test_next_run_rereads_the_overlap() -> None:
-    """With a watermark the search starts overlap before it."""
+def test_next_run_reads_new_time_from_the_watermark() -> None:
+    """With a watermark the first reads start at it (settle and follow reads are planned from the checkpoint)."""
     plan = plan_windows(T - timedelta(minutes=7), utc_now(), cfg())
-    assert plan.chunks == ((T - timedelta(minutes=17), T - timedelta(minutes=2)),)
+    assert plan.chunks == ((T - timedelta(minutes=7), T - timedelta(minutes=2)),)
 
 
 @freeze_time(T)
 def test_long_gap_is_split_oldest_first() -> None:
     """A week of catch-up becomes many chunks, oldest first, none longer than window."""
     plan = plan_windows(T - timedelta(days=7), utc_now(), cfg())
-    assert len(plan.chunks) == (7 * 24 * 60 + 10 - 2) // 15 + 1
+    assert len(plan.chunks) == (7 * 24 * 60 - 2) // 15 + 1
     assert plan.chunks == tuple(sorted(plan.chunks))
     assert max(e - s for s, e in plan.chunks) == timedelta(minutes=15)
     assert plan.gap == timedelta(0)
@@ -65,9 +65,8 @@ def test_history_past_retention_is_a_reported_gap() -> None:
 
 @freeze_time(T)
 def test_nothing_to_do_inside_the_lag() -> None:
-    """A watermark already at now - lag plans only the overlap re-read; lag larger than the overlap plans nothing."""
-    assert plan_windows(T - timedelta(minutes=2), utc_now(), cfg(overlap=timedelta(0))).chunks == ()
-    assert len(plan_windows(T - timedelta(minutes=2), utc_now(), cfg()).chunks) == 1
+    """A watermark already at now - lag plans no first read."""
+    assert plan_windows(T - timedelta(minutes=2), utc_now(), cfg()).chunks == ()
 
 
 @freeze_time(T)
@@ -78,18 +77,16 @@ def test_initial_lookback_is_never_beyond_retention() -> None:
 
 
 @freeze_time(T)
-def test_a_larger_overlap_never_reaches_before_what_the_checkpoint_remembers() -> None:
-    """Raising overlap from 10m to 1h re-reads only as far back as keys are still remembered."""
-    plan = plan_windows(T - timedelta(minutes=7), utc_now(), cfg(overlap=timedelta(hours=1)),
+def test_a_longer_settle_does_not_move_first_reads_back() -> None:
+    """Raising settle from 10m to 1h changes when seconds are read again, not where first reads start."""
+    plan = plan_windows(T - timedelta(minutes=7), utc_now(), cfg(settle=timedelta(hours=1)),
                         remembered_from=T - timedelta(minutes=17))
-    assert plan.start == T - timedelta(minutes=17)
-    assert plan_windows(T - timedelta(minutes=7), utc_now(), cfg(overlap=timedelta(hours=1))).start == \
-        T - timedelta(minutes=67)
+    assert plan.start == T - timedelta(minutes=7)
 
 
 @freeze_time(T)
 def test_a_watermark_past_the_present_is_searched_again() -> None:
-    """A watermark 28 minutes ahead (a clock stepped back) rewinds past the present by as much, plus overlap."""
+    """A watermark 28 minutes ahead (a clock stepped back) rewinds past the present by as much, plus settle."""
     plan = plan_windows(T + timedelta(minutes=26), utc_now(), cfg())
     assert plan.ahead == timedelta(minutes=28)
     assert plan.start == T - timedelta(minutes=2 + 28 + 10) and plan.end == T - timedelta(minutes=2)

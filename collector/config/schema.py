@@ -92,7 +92,7 @@ def _spelled(value: Any, prop: dict[str, Any]) -> Any:
     if isinstance(value, (Path, QuotaReserve)):
         return str(value)
     if isinstance(value, tuple):
-        return list(value)
+        return [format_duration(v) if isinstance(v, timedelta) else v for v in value]
     if isinstance(value, MetricsConfig):
         return {"listen": "%s:%d" % value.listen} if value.listen else {"listen": None}
     if hasattr(value, "__pydantic_fields__"):

@@ -14,12 +14,17 @@ from pydantic.dataclasses import dataclass
 
 from collector.config.base import MODEL, Section
 from collector.config.fields import (
-    TEMPLATE, Duration, FilePath, Integer, Proxy, SecretFile, SecretText, Seconds, Size, Text, TlsVerify, Url, kind,
-    problem, typed,
+    TEMPLATE, ChoiceList, Duration, FilePath, Integer, Proxy, SecretFile, SecretText, Seconds, Size, Text, TlsVerify,
+    Url, _DURATION_SCHEMA, kind, problem, templated, typed,
 )
-from collector.config.values import QuotaReserve, Secret, format_duration
+from collector.config.values import QuotaReserve, Secret, format_duration, parse_duration
 
 __all__ = ["CollectionConfig", "HmacAuth", "MimecastConfig", "OAuth2Auth", "auth_field"]
+
+# Statuses Mimecast's tracking search may report (the watch filter's list); kept here so both can use it.
+_STATUSES = ("processing", "delivery", "system", "held", "accepted", "bulk_processing",
+             "bulk_delivery", "bounced", "deferred", "rejected", "archived")
+_DEFAULT_SETTLE = timedelta(minutes=10)
 
 _RESERVE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*%\s*$")
 _SECRET_HELP = " Give it inline, as ${ENV}, or as {key}_file: a file name under $CREDENTIALS_DIRECTORY."
@@ -196,6 +201,30 @@ class MimecastConfig(Section):
         return self
 
 
+def _ages(value: Any) -> tuple[timedelta, ...]:
+    if isinstance(value, tuple) and all(isinstance(v, timedelta) for v in value):
+        return value
+    if not isinstance(value, list):
+        raise problem(f"expected a list of durations like [1h, 1d], got {kind(value)}")
+    ages, bad = [], []
+    for i, item in enumerate(value):
+        try:
+            if not isinstance(item, str):
+                raise ValueError(f"expected a duration like 1h or 1d, got {kind(item)}")
+            age = parse_duration(item)
+            if not timedelta(minutes=1) <= age <= timedelta(days=29):
+                raise ValueError(f"{item} is out of range (1m to 29d, inside Mimecast's 30-day retention)")
+            ages.append(age)
+        except (ValueError, OverflowError) as exc:
+            bad.append((f"[{i}]", str(exc)))
+    if bad:
+        raise problem(bad[0][1], bad[0][0], bad[1:])
+    return tuple(ages)
+
+
+Ages = typed(tuple, _ages, {"type": "array", "items": templated(_DURATION_SCHEMA)})
+
+
 @dataclass(frozen=True, config=MODEL)
 class CollectionConfig(Section):
     """Rolling-window settings shared by every watch."""
@@ -208,8 +237,23 @@ class CollectionConfig(Section):
                                                                             "gaps are split.", examples=["15m"])
     lag: Duration("0s", "6h") = Field(timedelta(minutes=2), description="Never search the most recent lag "
                                                                         "(late indexing).", examples=["2m"])
-    overlap: Duration("0s", "1d") = Field(timedelta(minutes=10), description="Re-search this far back each time; "
-                                                                             "repeats are dropped.", examples=["10m"])
+    settle: Optional[Duration("0s", "1d")] = Field(
+        None, description="Each second is searched once more when it is this old (default 10m), for mail indexed "
+                          "late and statuses that changed meanwhile; 0 disables. Longer than lag.", examples=["10m"])
+    follow: Ages = Field((timedelta(days=1),), description="Ages (each longer than settle, increasing) at which the seconds that still "
+                                         "held a message in a status not in final_statuses at their previous read "
+                                         "are searched again, so that a later release or rejection becomes an event; "
+                                         "[] disables. Default [1d]: one re-read of the seconds still pending, "
+                                         "which keeps the steady state within the cost of the former overlap: 10m (docs/performance.md).",
+                                         examples=[["1d"]])
+    final_statuses: ChoiceList(*_STATUSES) = Field(
+        ("archived", "rejected", "bounced"),
+        description="Statuses after which a message is not followed. Mimecast does not document which statuses "
+                    "are final: the mimecast_collector_followed_records_total metric shows what stays pending.",
+        examples=[["archived", "rejected", "bounced"]])
+    overlap: Optional[Duration("0s", "1d")] = Field(
+        None, description="Deprecated: read as settle = lag + overlap (the age today's overlap re-read up to).",
+        examples=["10m"])
     initial_lookback: Duration("1m", "30d") = Field(timedelta(hours=1), description="How far back the first run "
                                                                                     "searches.", examples=["1h"])
     shutdown_timeout: Duration("1s", "10m") = Field(
@@ -235,5 +279,31 @@ class CollectionConfig(Section):
                           "initial_lookback")
         if self.dead_letter_file is None:
             object.__setattr__(self, "dead_letter_file", self.state_file.parent / "dead-letter.ndjson")
+        if self.settle is None:
+            settle = _DEFAULT_SETTLE if self.overlap is None else \
+                (self.lag + self.overlap if self.overlap > timedelta(0) else timedelta(0))
+            object.__setattr__(self, "settle", settle)
+        if self.overlap is not None:
+            # A deprecated overlap never makes a configuration invalid: follow ages it reaches past are dropped.
+            object.__setattr__(self, "follow", tuple(a for a in self.follow if a > max(self.settle, self.lag)))
+        found = []
+        if self.settle and self.settle <= self.lag:
+            found.append(("settle", f"{format_duration(self.settle)} is not longer than lag "
+                                    f"({format_duration(self.lag)}); give a longer settle, or 0 to disable it"))
+        floor, floor_name = max(self.settle, self.lag), "settle" if self.settle > self.lag else "lag"
+        for i, age in enumerate(self.follow):
+            if age <= floor:
+                found.append((f"follow[{i}]", f"{format_duration(age)} is not longer than {floor_name} "
+                                              f"({format_duration(floor)}): follow ages must increase"))
+            floor, floor_name = max(floor, age), f"follow[{i}]"
+        if found:
+            raise problem(found[0][1], found[0][0], found[1:])
         return self
+
+    def deprecations(self) -> list[str]:
+        """Warnings about deprecated keys in use: said by check-config and at start, never an error."""
+        if self.overlap is None:
+            return []
+        return [f"collection.overlap is deprecated: read as collection.settle: {format_duration(self.settle)} "
+                "(lag + overlap); replace it with settle, and follow to catch later status changes"]
 

@@ -18,12 +18,18 @@ class WatchState:
     ``remembered_from``: the keys this watch may meet again are complete for
     everything last seen at or after it (``None``: nothing was ever forgotten).
     It never moves back, and never passes the watermark.
+
+    ``horizon`` is the settle frontier: every second before it had its settle read (``None``: not known,
+    settle back from the watermark). ``seconds`` maps each epoch second read completely that still
+    matters to ``(count, stage)``: the matching records it held at its last read, and what it waits for
+    (0 its settle read, k >= 1 follow age k, -1 nothing: kept for its count).
     """
 
     watermark: datetime | None = None
     density: float | None = None
     remembered_from: datetime | None = None
     horizon: datetime | None = None
+    seconds: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,12 +65,18 @@ class Intent:
 
 @dataclass(frozen=True)
 class Advance:
-    """What one delivered chunk commits, in one transaction."""
+    """What one delivered chunk commits, in one transaction.
+
+    ``horizon`` is the watch's settle frontier after the chunk; ``key_seconds`` the received second of
+    keys (new or seen again) that the chunk found; ``seconds`` the rows it changes (``None`` deletes one).
+    """
 
     watch: str
     watermark: datetime
     horizon: datetime
     new_keys: Sequence[Key] = ()
     seen_again: Sequence[Key] = ()
+    key_seconds: Mapping[Key, int] = field(default_factory=dict)
+    seconds: Mapping[int, tuple[int, int] | None] = field(default_factory=dict)
     density: float | None = None
     marks: Mapping[str, OutputMark] = field(default_factory=dict)

@@ -24,7 +24,7 @@ from collector.errors import StateCorruptError, StateError
 from collector.state import intents
 from collector.state.failures import from_os, from_sqlite
 from collector.state.legacy import looks_like_json, migrate_json
-from collector.state.schema import RESET_HINT, create_schema, verify
+from collector.state.schema import RESET_HINT, SCHEMA_VERSION, create_schema, needs_upgrade, upgrade, verify
 
 __all__ = ["SIDE_FILES", "connect", "inspect", "legacy_backup"]
 
@@ -79,6 +79,23 @@ def connect(path: Path, *, read_only: bool, in_use: bool = True) -> sqlite3.Conn
             _fresh(conn)
         elif not read_only:
             _use_wal(conn, path)
+            if needs_upgrade(conn):
+                conn.execute("BEGIN IMMEDIATE")
+                upgrade(conn)
+                conn.execute("COMMIT")
+                structlog.get_logger("collector.state").warning(
+                    "state.upgraded", path=str(path), schema=SCHEMA_VERSION,
+                    reason="the checkpoint now keeps when each second is due; every second of the last overlap "
+                           "gets its settle read")
+        elif needs_upgrade(conn):
+            # A look at an older checkpoint changes nothing on disk: upgrade a copy in memory.
+            memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            conn.backup(memory)
+            conn.close()
+            conn = memory
+            conn.execute("BEGIN")
+            upgrade(conn)
+            conn.execute("COMMIT")
         if not read_only:
             intents.ensure(conn)
     except sqlite3.Error as exc:

@@ -18,25 +18,35 @@ from collector.errors import StateCorruptError
 from collector.state.failures import RESET_HINT, from_sqlite
 
 __all__ = ["APPLICATION_ID", "RESET_HINT", "SCHEMA_VERSION", "create_schema", "digest", "digests", "from_iso", "lookup",
-           "stored_path", "stored_path_text", "to_iso", "verify"]
+           "needs_upgrade", "stored_path", "stored_path_text", "to_iso", "upgrade", "verify"]
 
 # "MCCS": mimecast-collector checkpoint store.
 APPLICATION_ID = int.from_bytes(b"MCCS", "big")
-# Version 1 was the JSON file; the database starts at 2.
-SCHEMA_VERSION = 2
+# Version 1 was the JSON file; the database starts at 2; 3 reads each second when it is due (settle, follow).
+SCHEMA_VERSION = 3
+_UPGRADABLE = 2
 
 _TABLES = """
 CREATE TABLE watches (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     watermark TEXT,          -- ISO 8601 UTC: everything received before it is shipped
-    horizon INTEGER,         -- epoch second: its last chunk needs no key last seen before this
+    horizon INTEGER,         -- epoch second: every second before it had its settle read (the settle frontier)
     density REAL             -- records per second of received time, the planner's estimate
 );
+CREATE TABLE seconds (
+    watch INTEGER NOT NULL,  -- watches.id
+    second INTEGER NOT NULL, -- epoch second of received time, read completely at least once
+    count INTEGER NOT NULL,  -- matching records it held at its last complete read
+    stage INTEGER NOT NULL,  -- 0 waits for its settle read, k >= 1 for follow age k, -1 done (count kept)
+    PRIMARY KEY (watch, second)
+) WITHOUT ROWID;
+CREATE INDEX seconds_followed ON seconds (second) WHERE stage > 0;
 CREATE TABLE keys (
     key BLOB PRIMARY KEY,    -- 16-byte BLAKE2b of (mimecast id, status): see digest()
     watch INTEGER NOT NULL,  -- watches.id of the watch that shipped it first
-    last_seen INTEGER NOT NULL  -- epoch second of the end of the last chunk that found it
+    last_seen INTEGER NOT NULL  -- epoch second its record was received (version 2: the end of the chunk that
+                                -- found it, never earlier), forgotten once no watch can read that second again
 ) WITHOUT ROWID;
 CREATE INDEX keys_by_last_seen ON keys (last_seen);
 CREATE TABLE outputs (
@@ -80,7 +90,7 @@ def verify(conn: sqlite3.Connection, path: Path, *, deep: bool = True) -> bool:
         if version > SCHEMA_VERSION:
             raise StateCorruptError(f"the state file {path} was written by a newer mimecast-collector (schema "
                                     f"{version}, this one reads {SCHEMA_VERSION}); upgrade, or {RESET_HINT}")
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION and version != _UPGRADABLE:
             raise StateCorruptError(f"the state file {path} has an unknown schema {version}; {RESET_HINT}")
         if deep:
             problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
@@ -89,6 +99,26 @@ def verify(conn: sqlite3.Connection, path: Path, *, deep: bool = True) -> bool:
     except sqlite3.Error as exc:
         raise from_sqlite(exc, path, "read") from None
     return True
+
+
+def needs_upgrade(conn: sqlite3.Connection) -> bool:
+    """Whether ``conn`` (verified) holds a version 2 checkpoint that :func:`upgrade` turns into this version."""
+    return conn.execute("PRAGMA user_version").fetchone()[0] == _UPGRADABLE
+
+
+def upgrade(conn: sqlite3.Connection) -> None:
+    """Turn a version 2 checkpoint into version 3 (inside the caller's transaction).
+
+    Version 2 re-read ``overlap`` at every poll and stored as ``horizon`` where its last chunk's re-read
+    began (watermark less overlap): every second from there to the watermark gets its settle read, so
+    nothing found by a late index or a status change there is skipped. Keys keep their last-seen time, an
+    upper bound of their second, so none is forgotten before the settle read has seen its second again. A watch
+    without a horizon (never committed one) settles back from its watermark by ``settle``.
+    """
+    for statement in _TABLES.split(";"):
+        if "seconds" in statement and statement.strip():
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def digest(key: tuple[str, str]) -> bytes:

@@ -1,9 +1,10 @@
 """The durable checkpoint: an SQLite database committed once per chunk, with only what changed.
 
-Per watch it holds the watermark, the density estimate and where its last chunk let keys be forgotten; per
-output the committed mark; and one shared set of ``(mimecast id, status)`` keys already in every output, each
-with the end of the last chunk that found it. Keys are forgotten once every configured watch has moved past
-them (by its overlap), so a message found by two watches reaches each output once, shipped by the first.
+Per watch it holds the watermark (first reads), the settle frontier (``horizon``), the density estimate and
+the seconds that are still due (their counts and what they wait for); per output the committed mark; and one
+shared set of ``(mimecast id, status)`` keys already in every output, each with its record's second. Keys are
+forgotten once no configured watch can read their second again (past every watch's settle frontier and not
+followed), so a message found by two watches reaches each output once, shipped by the first.
 """
 
 from __future__ import annotations
@@ -24,12 +25,10 @@ from collector.state.lock import lock_holder, take_lock
 from collector.state.model import Advance, Intent, Key, OutputMark, WatchState
 from collector.state.opening import connect
 from collector.state.schema import digest, digests, lookup, stored_path, to_iso
+from collector.state.seconds import forget, write_seconds
 from collector.state.values import load
 
 __all__ = ["Advance", "OutputMark", "StateStore", "WatchState"]
-
-# How stale a key's last-seen time may get before a re-read rewrites it (and how much longer keys are kept).
-REFRESH_MARGIN_S = 300
 
 
 class StateStore:
@@ -160,17 +159,23 @@ class StateStore:
                                               watch_id))
                 conn.executemany("INSERT INTO keys (key, watch, last_seen) VALUES (?, ?, ?) ON CONFLICT (key) "
                                  "DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
-                                 [(digest(k), watch_id, seen_at) for k in advance.new_keys])
-                # A key seen again is rewritten only once its last-seen time is REFRESH_MARGIN old, and keys are
-                # kept that much past the horizon: a steady state that re-reads the overlap at every poll then
-                # does not rewrite every key at every poll, and no key is forgotten while it can be found again.
-                conn.executemany("UPDATE keys SET last_seen = ? WHERE key = ? AND last_seen < ?",
-                                 [(seen_at, digest(k), seen_at - REFRESH_MARGIN_S) for k in advance.seen_again])
-                if prune is not None:
-                    conn.execute("DELETE FROM keys WHERE last_seen < ?", (prune - REFRESH_MARGIN_S,))
-                    conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_at', ?)", (prune,))
+                                 [(digest(k), watch_id, advance.key_seconds.get(k, seen_at))
+                                  for k in advance.new_keys])
+                # A key stored with an upper bound of its second (before version 3) learns its second when it is
+                # seen again, and a stray (found outside its received time) moves on with the search that found it;
+                # a key already there is not rewritten.
+                conn.executemany("UPDATE keys SET last_seen = ? WHERE key = ? AND last_seen != ?",
+                                 [(advance.key_seconds[k], digest(k), advance.key_seconds[k])
+                                  for k in advance.seen_again if k in advance.key_seconds])
+                finished = write_seconds(conn, watch_id, state.seconds, advance.seconds)
+                forget(conn, prune, self._pruned_at, finished)
                 self._write_marks(marks)
             self._ids[advance.watch] = watch_id
+            for second, row in advance.seconds.items():
+                if row is None:
+                    state.seconds.pop(second, None)
+                else:
+                    state.seconds[second] = row
             state.watermark, state.horizon = watermark, advance.horizon
             if advance.density is not None:
                 state.density = advance.density
@@ -222,11 +227,13 @@ class StateStore:
             with self._transaction("FULL") as conn:
                 if watch is None:
                     conn.execute("DELETE FROM keys")
+                    conn.execute("DELETE FROM seconds")
                     conn.execute("DELETE FROM watches")
                     conn.execute("DELETE FROM meta WHERE name = 'pruned_at'")
                 else:
                     conn.execute("UPDATE watches SET watermark = NULL, horizon = NULL, density = NULL WHERE id = ?",
                                  (self._ids[watch],))
+                    conn.execute("DELETE FROM seconds WHERE watch = ?", (self._ids[watch],))
             if watch is None:
                 self._watches.clear()
                 self._ids.clear()
@@ -234,6 +241,7 @@ class StateStore:
             else:
                 state = self._watches[watch]
                 state.watermark = state.density = state.horizon = None
+                state.seconds.clear()
             self._refresh_remembered()
             return True
 

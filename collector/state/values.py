@@ -39,7 +39,7 @@ class _Bad(ValueError):
 
 
 def load(conn: sqlite3.Connection, path: Path) -> Loaded:
-    """Read watches, output marks and the prune point from ``conn``, and check that every key is stored as one.
+    """Read watches, their due seconds, output marks and the prune point from ``conn``, and check that every key is stored as one.
 
     Raises:
         StateCorruptError: a value no collector writes, named with where it is.
@@ -55,6 +55,15 @@ def load(conn: sqlite3.Connection, path: Path) -> Loaded:
             loaded.watches[name] = (watch_id, WatchState(
                 watermark=_time(watermark, f"{where} watermark"), density=_density(density, where),
                 horizon=_epoch(horizon, f"{where} horizon")))
+        ids = {watch_id: state for watch_id, state in loaded.watches.values()}
+        for watch_id, second, count, stage in conn.execute("SELECT watch, second, count, stage FROM seconds"):
+            where = f"second {second!r} of watch {watch_id!r}"
+            _epoch(second, where)
+            _count(count, f"{where} count")
+            if isinstance(stage, bool) or not isinstance(stage, int) or stage < -1:
+                raise _Bad(f"{where} stage {stage!r}")
+            if watch_id in ids:
+                ids[watch_id].seconds[second] = (count, stage)
         for name, stored, inode, size in conn.execute("SELECT name, path, inode, size FROM outputs"):
             where = f"output {name!r}"
             if not isinstance(name, str) or not isinstance(stored, (str, bytes)) or not stored:

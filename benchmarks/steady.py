@@ -1,0 +1,218 @@
+"""Benchmark: searches an hour in the steady state, by purpose, against the read-once limit.
+
+    .venv/bin/python benchmarks/steady.py                        # 1, 100, 1,000 a minute, 5% pending
+    .venv/bin/python benchmarks/steady.py --densities 100 --pending 0.005 0.05 1.0
+    .venv/bin/python benchmarks/steady.py --densities 100 --against 8a5501f   # and an earlier revision
+
+Polls every five simulated minutes (interval 5m, window 15m, lag 1m, settle 10m, result_cap 100) on the
+simulator's clock, so that hours run in minutes; the first 70 minutes (a catch-up, the first settle and
+follow reads) are not counted. ``pending`` is the share of mail held for ever; another 10% is held and
+released or rejected 10 minutes to 20 hours later. A follow age costs the same whatever its length once the
+collector has run that long, so each is measured with ``follow: [1h]``. Next to each row:
+
+- the read-once limit: for each poll, the fewest whole-second windows under the cap covering its new span;
+- the follow covering limit: for each poll, the fewest windows under the cap covering the seconds due for a
+  follow read that still held a pending message at their previous read (from the ground truth);
+- with ``--against REV``: that revision's collector with ``overlap`` at the last follow age (1h), the way an
+  earlier release followed status changes.
+
+Every row checks exactly once against the ground truth: no message-status twice, none the flow never showed,
+and every status current from its second's settle read on shipped. Counts, not times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client import CollectorRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from collector.config import load_config  # noqa: E402
+from collector.daemon import Collector  # noqa: E402
+from collector.logging import configure_logging  # noqa: E402
+from collector.simulator import Filter, MailFlow, Simulator  # noqa: E402
+from collector.simulator.shapes import Statuses  # noqa: E402
+from collector.simulator.truth import ideal_searches, match_share  # noqa: E402
+
+FLT = Filter(to="example.com")
+T0 = datetime(2026, 11, 28, 6, tzinfo=timezone.utc)
+POLL = timedelta(minutes=5)
+WARM, MEASURED = timedelta(hours=1, minutes=10), timedelta(hours=2)
+SETTLE, FOLLOW = timedelta(minutes=10), timedelta(hours=1)
+CAP, WINDOW = 100, timedelta(minutes=15)
+PURPOSES = ("first", "settle", "follow", "split")
+FINAL = ("archived", "rejected", "bounced")
+# The revision's collector, driven on the simulated clock: it writes each poll's time where the simulator reads it.
+_OLD = """
+import json, sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from prometheus_client import CollectorRegistry
+from collector.config import load_config
+from collector.daemon import Collector
+from collector.logging import configure_logging
+configure_logging("error", "json")
+cfg, clock, now, polls = sys.argv[1], Path(sys.argv[2]), datetime.fromisoformat(sys.argv[3]), int(sys.argv[4])
+c, searches = Collector(load_config(Path(cfg)), registry=CollectorRegistry()), []
+for _ in range(polls):
+    clock.write_text(now.isoformat())
+    (result,) = c.run_once(now=lambda: now)
+    assert result.ok, result.error
+    searches.append(result.searches)
+    now += timedelta(minutes=5)
+c.close()
+print(json.dumps(searches))
+"""
+
+
+def flow_for(per_minute: int, pending: float) -> MailFlow:
+    """Mail at ``per_minute`` matching messages a minute from an hour before T0 until the run ends."""
+    span = timedelta(hours=1) + WARM + MEASURED
+    count = int(per_minute / match_share(FLT) * span.total_seconds() / 60)
+    statuses = Statuses(pending=pending, held=min(0.1, 1 - pending), least=timedelta(minutes=10),
+                        most=timedelta(hours=20))
+    return MailFlow(seed=per_minute, start=T0 - timedelta(hours=1), end=T0 + WARM + MEASURED, count=count, cache=True,
+                    statuses=statuses)
+
+
+def config(sim: Simulator, tmp: str, collection: dict[str, Any]) -> Path:
+    """The configuration file of one run."""
+    data = {"mimecast": {"base_url": sim.base_url, "auth": {"type": "oauth2", "client_id": sim.credentials.client_id,
+                                                            "client_secret": sim.credentials.client_secret}},
+            "collection": {"interval": "5m", "window": "15m", "lag": "1m", "initial_lookback": "1h", "result_cap": CAP,
+                           "state_file": f"{tmp}/state.db", **collection},
+            "watches": [{"name": "w", "to": "example.com"}], "metrics": {"listen": None},
+            "outputs": [{"name": "o", "format": "raw", "sink": {"type": "file", "path": f"{tmp}/out.ndjson"}}]}
+    path = Path(tmp) / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def follow_limit(flow: MailFlow, now: datetime) -> int:
+    """The fewest windows under the cap covering the seconds due for a follow read at ``now`` (age 1h, one poll's
+    worth) that held a pending message when last read (at settle), from the ground truth."""
+    start, end = now - FOLLOW - POLL, now - FOLLOW
+    per_second: Counter[int] = Counter()
+    pending: set[int] = set()
+    for m, _status, _info in flow.visible(FLT, start, end, now):
+        second = int((m.received - start).total_seconds())
+        per_second[second] += 1
+        state = m.state_at(m.received + SETTLE)  # its status at its settle read
+        if state is not None and state[0] not in FINAL:
+            pending.add(second)
+    windows, cursor, held = 0, None, 0
+    for second in range(int((end - start).total_seconds())):
+        if cursor is not None and held + per_second[second] < CAP and second - cursor < WINDOW.total_seconds():
+            held += per_second[second]
+            continue
+        cursor = None
+        if second in pending:  # greedy from the oldest pending second not yet covered: the fewest windows
+            windows, cursor, held = windows + 1, second, per_second[second]
+    return windows
+
+
+def exact(flow: MailFlow, out: Path, end: datetime) -> str:
+    """Whether the output holds every message-status once, as the ground truth says it must."""
+    shipped: Counter[tuple[str, str]] = Counter()
+    for line in out.read_text(encoding="utf-8").splitlines():
+        email = json.loads(line)["tracked_email"]
+        shipped[(email["id"], email["status"])] += 1
+    messages = [m for m in flow.between(flow.start, end - SETTLE - POLL) if FLT.matches(m)]
+    shown = {(m.id, s) for m in messages for s, *_ in m.spans(end)}
+    required = set()
+    for m in messages:
+        settled, last = m.state_at(m.received + SETTLE), m.state_at(end)  # the earliest settle read
+        if settled is not None and settled == last:
+            required.add((m.id, last[0]))
+    twice = sum(n > 1 for n in shipped.values())
+    unknown = len({k for k in shipped if k[0] in {m.id for m in messages}} - shown)
+    missing = len(required - set(shipped))
+    return "yes" if twice == unknown == missing == 0 else f"NO ({twice} twice, {unknown} unknown, {missing} missing)"
+
+
+def run(per_minute: int, pending: float, follow: list[str]) -> dict[str, Any]:
+    """One row: searches an hour by purpose, the limits, and the exactly-once check."""
+    flow = flow_for(per_minute, pending)
+    clock = {"now": T0}
+    counted: Counter[str] = Counter()
+    limit = covering = 0
+    with Simulator(flow, clock=lambda: clock["now"]) as sim, tempfile.TemporaryDirectory() as tmp:
+        c = Collector(load_config(config(sim, tmp, {"settle": "10m", "follow": follow})), registry=CollectorRegistry())
+        try:
+            while clock["now"] < T0 + WARM + MEASURED:
+                before = c.state.watch("w").watermark
+                (result,) = c.run_once(now=lambda: clock["now"])
+                assert result.ok, result.error
+                if clock["now"] >= T0 + WARM:
+                    counted.update(result.purposes)
+                    limit += ideal_searches(flow, FLT, before, c.state.watch("w").watermark, clock["now"], cap=CAP,
+                                            window=WINDOW)
+                    covering += follow_limit(flow, clock["now"]) if follow else 0
+                clock["now"] += POLL
+        finally:
+            c.close()
+        check = exact(flow, Path(tmp) / "out.ndjson", clock["now"])
+    hours = MEASURED / timedelta(hours=1)
+    return {"by": {p: counted[p] / hours for p in PURPOSES}, "limit": limit / hours, "covering": covering / hours,
+            "exact": check}
+
+
+def against(rev: str, per_minute: int, pending: float) -> float:
+    """Searches an hour of revision ``rev``'s collector with ``overlap`` at the last follow age."""
+    flow = flow_for(per_minute, pending)
+    with tempfile.TemporaryDirectory() as tmp:
+        other, tick = Path(tmp) / "rev", Path(tmp) / "clock"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(other), rev], check=True)
+        tick.write_text(T0.isoformat())
+        try:
+            with Simulator(flow, clock=lambda: datetime.fromisoformat(tick.read_text())) as sim:
+                cfg = config(sim, tmp, {"overlap": "1h"})
+                polls = int((WARM + MEASURED) / POLL)
+                done = subprocess.run([sys.executable, "-c", _OLD, str(cfg), str(tick), T0.isoformat(), str(polls)],
+                                      cwd=other, env={"PYTHONPATH": str(other), "PATH": "/usr/bin:/bin"},
+                                      capture_output=True, text=True, check=True)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False)
+    searches = json.loads(done.stdout)[int(WARM / POLL):]
+    return sum(searches) / (MEASURED / timedelta(hours=1))
+
+
+def main() -> int:
+    """Print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--densities", type=int, nargs="*", default=[1, 100, 1000])
+    parser.add_argument("--pending", type=float, nargs="*", default=[0.05])
+    parser.add_argument("--against", metavar="REV", help="also run this revision with overlap at the last follow age")
+    args = parser.parse_args()
+    configure_logging("error", "json")
+    print("| matching a minute | pending | follow | first | settle | follow | split | an hour | a poll | read-once "
+          "limit | x limit | follow covering limit | exact |" + (f" {args.against}, overlap 1h |" if args.against else ""))
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|" + ("---:|" if args.against else ""))
+    for per_minute in args.densities:
+        for pending in args.pending:
+            for follow in ([], ["1h"]):
+                row = run(per_minute, pending, follow)
+                total = sum(row["by"].values())
+                cells = [f"{per_minute:,}", f"{pending:.1%}", f"[{', '.join(follow)}]",
+                         *(f"{row['by'][p]:.1f}" for p in PURPOSES), f"{total:.1f}", f"{total / 12:.1f}",
+                         f"{row['limit']:.1f}", f"{total / max(row['limit'], 1e-9):.2f}",
+                         f"{row['covering']:.1f}" if follow else "-", row["exact"]]
+                if args.against:
+                    cells.append(f"{against(args.against, per_minute, pending):.1f}" if follow else "-")
+                print("| " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

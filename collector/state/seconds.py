@@ -1,0 +1,35 @@
+"""The per-second rows of the checkpoint, and forgetting the keys of seconds no watch can read again."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+
+__all__ = ["forget", "write_seconds"]
+
+# A key is still needed while any watch follows its second.
+_NOT_FOLLOWED = "NOT EXISTS (SELECT 1 FROM seconds WHERE seconds.second = keys.last_seen AND stage > 0)"
+
+
+def write_seconds(conn: sqlite3.Connection, watch_id: int, before: Mapping[int, tuple[int, int]],
+                  rows: Mapping[int, tuple[int, int] | None]) -> list[int]:
+    """Write ``rows`` of one watch (``None`` deletes one); return the seconds whose follow-up ended with them
+    (followed in ``before``, not any more)."""
+    conn.executemany("DELETE FROM seconds WHERE watch = ? AND second = ?",
+                     [(watch_id, s) for s, row in rows.items() if row is None])
+    conn.executemany("INSERT OR REPLACE INTO seconds (watch, second, count, stage) VALUES (?, ?, ?, ?)",
+                     [(watch_id, s, *row) for s, row in rows.items() if row is not None])
+    return [s for s, row in rows.items() if before.get(s, (0, 0))[1] > 0 and (row is None or row[1] <= 0)]
+
+
+def forget(conn: sqlite3.Connection, prune: int | None, pruned_at: int | None, finished: list[int]) -> None:
+    """Forget the keys of seconds no watch can read again: those the prune point passed since ``pruned_at``
+    (``prune``: every watch's settle frontier moved past them) that no watch follows, and those of followed
+    seconds before the prune point whose follow-up ended."""
+    if prune is not None:
+        low = pruned_at if pruned_at is not None else -(1 << 62)
+        conn.execute(f"DELETE FROM keys WHERE last_seen >= ? AND last_seen < ? AND {_NOT_FOLLOWED}", (low, prune))
+        conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_at', ?)", (prune,))
+    point = prune if prune is not None else pruned_at
+    conn.executemany(f"DELETE FROM keys WHERE last_seen = ? AND {_NOT_FOLLOWED}",
+                     [(s,) for s in finished if point is not None and s < point])
