@@ -89,7 +89,7 @@ def test_a_duration_too_long_for_any_clock_is_out_of_range_in_the_file(tmp_path:
     (("search", "--since"), "mimecast-collector search: argument --since: expected one argument"),
     (("no-such-command",), "mimecast-collector: argument COMMAND: invalid choice: 'no-such-command'"),
     (("simulator", "--density", "nan"), "--density: must be above 0 and at most 1000"),
-    (("simulator", "--quota", "5/inf"), "--quota: expected LIMIT/REFILL"),
+    (("simulator", "--quota", "5/inf"), "--quota: expected LIMIT/SECONDS"),
 ])
 def test_odd_option_values_are_one_line_and_exit_78(args: tuple[str, ...], said: str) -> None:
     """A wrong option is exit 78 like any invalid setting; reload --pid 0 signals nobody (kill(0) would reach
