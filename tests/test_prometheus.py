@@ -409,13 +409,13 @@ def quota_paced_behind(ctx: Ctx) -> None:
 
 def quota_paced_keeping_up(ctx: Ctx) -> None:
     sim = ctx.sim()
-    # Each poll searches the last three minutes again (overlap) one minute at a time: four searches back to back.
-    ctx.start(ctx.config(sim, collection={"window": "1m", "overlap": "3m"}))
+    # Three watches, each poll a first read and a settle read: six searches every 10 s, about together.
+    ctx.start(ctx.config(sim, watches=THREE_WATCHES))
     ctx.healthy()
     ctx.begin()
-    # Three requests, one of them the reserve, one back every 1.5 s: the first two searches of a poll pass, the
-    # next ones are held back until the quota gives one back, and between polls it fills up again.
-    sim.quota = Bucket(3, 1.5)
+    # Three requests, one of them the reserve, one back every second: the first two searches of a poll pass, the
+    # next four are held back until the quota gives one back, and between polls it fills up again.
+    sim.quota = Bucket(3, 1.0)
     ctx.until("a minute of pacing", lambda: ctx.query(
         "increase(mimecast_collector_quota_paced_seconds_total{$i}[1m]) > 2"
         " and on(instance) min_over_time(mimecast_collector_quota_pacing{$i}[1m]) == 1"))
