@@ -176,6 +176,12 @@ class AnswerTooLargeError(ApiError):
 
     error_type = "answer_too_large"
 
+    def __init__(self, message: str, *, share: float = 0.5) -> None:
+        super().__init__(message)
+        #: At most this share of the answer would have fitted: the limit over its declared size, or a half when
+        #: the answer gave no size and was cut at the limit.
+        self.share = share
+
 
 class ApiFailError(ApiError):
     """Mimecast reported a function-level failure (``fail`` or ``meta.status``)."""

@@ -73,6 +73,7 @@ class Poller:
         self._step = tracker.step if tracker is not None else (lambda watch, step: None)
         self._density: Density | None = None
         self._resplit = False
+        self._fits: int | None = None
         self._cycle = Cycle(datetime.now(timezone.utc), Ages.of(collection))
         self._caps = CapWatch(collection.result_cap)
         self._failing = False
@@ -99,7 +100,7 @@ class Poller:
                 if self._stop.is_set():
                     result.interrupted = True
                     break
-                width = self._density.width(cursor, self._cfg.result_cap, self._cfg.window, plan.end - cursor)
+                width = self._density.width(cursor, self._aim, self._cfg.window, plan.end - cursor)
                 span = (cursor, cursor + width)
                 cursor = self._search(*span, plan, result)
                 if self._on_chunk is not None:
@@ -118,7 +119,7 @@ class Poller:
         """Make this poll's re-reads (``collector.rereads``), oldest first; return where first reads go on."""
         cycle, cap = self._cycle, self._cfg.result_cap
         rereads = Rereads(self._pipeline.state.watch(self.watch.name).seconds, cycle.ages, cycle.now,
-                          settled=cycle.settled, watermark=cycle.watermark, cap=cap,
+                          settled=cycle.settled, watermark=cycle.watermark, cap=self._aim,
                           widest=int(self._cfg.window.total_seconds()))
         if _sec(plan.start) == cycle.watermark and self._density is not None:
             rereads.lengthen(self._density.rate, _sec(plan.end))
@@ -151,7 +152,10 @@ class Poller:
             if end - start <= 1:
                 raise
             found = None
-            self._log.warning("poll.answer_too_large", start=_iso(moment(start)), end=_iso(moment(end)), error=str(exc))
+            # Plan later windows to hold what would have fitted, with a tenth to spare for longer records.
+            self._fits = max(1, int(min(self._aim, self._expected(start, end)) * exc.share * 0.9))
+            self._log.warning("poll.answer_too_large", start=_iso(moment(start)), end=_iso(moment(end)),
+                              plan_records=self._fits, error=str(exc))
         self._step(self.watch.name, "searched")
         result.searches += 1
         result.purposes[purpose] += 1
@@ -159,6 +163,19 @@ class Poller:
         if found is not None:
             self._metrics.answer_records.observe(found.count)
         return found
+
+    @property
+    def _aim(self) -> int:
+        """The cap searches are planned under: ``result_cap``, or fewer records once an answer was too large to
+        read (``mimecast.max_answer_bytes``), so that later windows are planned to fit instead of refused again."""
+        return min(self._cfg.result_cap, self._fits) if self._fits is not None else self._cfg.result_cap
+
+    def _expected(self, start: int, end: int) -> float:
+        """The records ``[start, end)`` is known (from earlier reads) or estimated to hold."""
+        rows = self._pipeline.state.watch(self.watch.name).seconds
+        known = sum(count for second, (count, _stage) in rows.items() if start <= second < end)
+        rate = self._density.rate if self._density is not None else None
+        return max(known, (rate or 0.0) * (end - start)) or self._aim
 
     def _search(self, start: datetime, end: datetime, plan: Plan, result: CycleResult) -> datetime:
         """Search new time ``[start, end)``; deliver it when complete and return the new cursor, else ``start``."""

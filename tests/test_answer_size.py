@@ -134,3 +134,31 @@ def test_max_answer_bytes_defaults_to_64_mib_and_takes_units(sim: Simulator, tmp
     for given, expected in ((131072, 131072), ("1GiB", 1 << 30), ("512 KiB", 512 << 10)):
         data = config_dict(sim, tmp_path, mimecast={"max_answer_bytes": given})
         assert load_config(write_config(tmp_path, data), env={}).mimecast.max_answer_bytes == expected
+
+
+def test_an_answer_too_large_teaches_the_plan_so_later_polls_are_not_refused(now: datetime, tmp_path: Path) -> None:
+    """Polls five simulated minutes apart, result_cap 250 against a 64KiB limit (about 100 records): the first
+    poll meets answers too large, and from then on first reads and re-reads (packed from known counts, which say
+    nothing of bytes) are planned to fit, so later polls do not spend the quota on refused answers. Every message
+    ships, none twice."""
+    start = now - timedelta(hours=1)
+    flow = MailFlow(seed=3, start=start, end=now + timedelta(hours=1), count=20000)
+    clock = {"now": now}
+    with Simulator(flow, cap=250, clock=lambda: clock["now"]) as sim:
+        c = Collector(make_config(sim, tmp_path, mimecast={"max_answer_bytes": "64KiB"}, collection={
+            "lag": "1m", "settle": "10m", "follow": ["30m"], "initial_lookback": "1h", "window": "5m",
+            "result_cap": 250}), registry=CollectorRegistry())
+        refused = []
+        for _ in range(8):
+            (result,) = c.run_once(now=lambda: clock["now"])
+            assert result.ok, result.error
+            refused.append(c.metrics.registry.get_sample_value(
+                "mimecast_collector_api_requests_total", {"endpoint": "search", "code": "too_large"}) or 0)
+            clock["now"] += timedelta(minutes=5)
+        c.close()
+    later = [b - a for a, b in zip(refused, refused[1:])]
+    assert refused[0] >= 1 and sum(later) <= 1, refused
+    got = keys_in(tmp_path / "out.ndjson")
+    read_to = clock["now"] - timedelta(minutes=6)
+    assert len(got) == len(set(got))
+    assert {i for i, _ in got} >= {i for i, _ in flow.ground_truth(FLT, start, read_to, read_to)}

@@ -142,7 +142,7 @@ def _read(response: requests.Response, max_bytes: int | None) -> None:
         return
     declared = (response.headers.get("Content-Length") or "").strip()
     if declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(f"declares {int(declared)} bytes", max_bytes)
+        raise _too_large(f"declares {int(declared)} bytes", max_bytes, max_bytes / int(declared))
     chunks, size = [], 0
     for chunk in response.iter_content(_CHUNK_BYTES):
         size += len(chunk)
@@ -152,9 +152,9 @@ def _read(response: requests.Response, max_bytes: int | None) -> None:
     response._content = b"".join(chunks)  # what .content returns from now on
 
 
-def _too_large(detail: str, max_bytes: int) -> AnswerTooLargeError:
+def _too_large(detail: str, max_bytes: int, share: float = 0.5) -> AnswerTooLargeError:
     return AnswerTooLargeError(f"Mimecast's answer {detail} (mimecast.max_answer_bytes is {max_bytes}); "
-                               "its window is searched again narrower")
+                               "its window is searched again narrower", share=share)
 
 
 def _is_timeout(exc: BaseException) -> bool:
