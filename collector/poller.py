@@ -7,11 +7,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import structlog
 
+from collector.clock import ServerClock
 from collector.config import CollectionConfig, WatchConfig
 from collector.errors import AnswerTooLargeError, CancelledError, CollectorError
 from collector.mimecast.client import MimecastClient, SearchResult
@@ -25,9 +26,6 @@ __all__ = ["PURPOSES", "CycleResult", "InternalError", "Poller"]
 
 # Why a search ran: a second's first read, its settle read, a follow read, or again after a capped answer.
 PURPOSES = ("first", "settle", "follow", "split")
-
-# HTTP dates have whole seconds and answers take time: only a larger difference is a clock problem.
-_SKEW_TOLERANCE_S = 30.0
 
 
 @dataclass
@@ -78,9 +76,8 @@ class Poller:
         self._cycle = Cycle(datetime.now(timezone.utc), Ages.of(collection))
         self._caps = CapWatch(collection.result_cap)
         self._failing = False
-        self._skewed = False
-        self._clock = (datetime.now(timezone.utc), time.monotonic())
         self._log = structlog.get_logger("collector.poller").bind(watch=watch.name)
+        self._server_clock = ServerClock(collection.lag, metrics, self._log)
 
     def run_cycle(self, now: datetime, *, until: datetime | None = None) -> CycleResult:
         """Search everything between the watermark and the present less ``lag`` (or ``until``); never raises."""
@@ -92,7 +89,7 @@ class Poller:
         plan = plan_windows(state.watermark, now, self._cfg, remembered_from=state.remembered_from)
         if until is not None and until < plan.end:
             plan = replace(plan, end=floor_second(until))
-        self._clock = (now, time.monotonic())
+        self._server_clock.begin(now)
         self._report_plan(plan, state.watermark)
         span: tuple[datetime, datetime] | None = None
         self._cycle = Cycle.begin(state, plan, self._cfg, now)
@@ -208,29 +205,11 @@ class Poller:
             newer = [r.received for r in found.records if _sec(r.received) >= new_from]
             if found.count < cap:
                 self._density.complete(moment(new_from), moment(end), len(newer), cap, newer)
-            mark = _sec(self._checked_end(moment(new_from), moment(end), found.server_time))
+            mark = _sec(self._server_clock.checked_end(moment(new_from), moment(end), found.server_time))
         else:
             mark = end
         self._deliver(start, mark, found, result, began if began is not None else time.monotonic())
         return moment(mark)
-
-    def _checked_end(self, start: datetime, end: datetime, server_time: datetime | None) -> datetime:
-        """``end``, unless Mimecast's clock (its answer's ``Date``) says that time is not yet past ``lag``."""
-        if server_time is None:
-            return end
-        local = self._clock[0] + timedelta(seconds=time.monotonic() - self._clock[1])
-        skew = (local - server_time).total_seconds()
-        skewed = abs(skew) > _SKEW_TOLERANCE_S
-        self._metrics.clock_skew.set(round(skew, 3))
-        if skewed != self._skewed:
-            self._skewed = skewed
-            if skewed:
-                self._log.warning("mimecast.clock_skew", skew_s=round(skew), reason="this host's clock and "
-                                  "Mimecast's differ; searches end at Mimecast's time, fix NTP on this host")
-            else:
-                self._log.info("mimecast.clock_skew_ended", skew_s=round(skew))
-        # Never call complete what Mimecast's clock has not reached yet (a local clock running fast).
-        return max(start, min(end, floor_second(server_time - self._cfg.lag)))
 
     def _deliver(self, start: int, end: int, found: SearchResult, result: CycleResult, began: float) -> None:
         """Ship what ``[start, end)`` holds that the watch still claims, and commit what its seconds wait for now."""
