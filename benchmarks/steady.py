@@ -162,7 +162,8 @@ def exact(flow: MailFlow, out: Path, end: datetime) -> str:
         if settled is not None and settled == last:
             required.add((m.id, last[0]))
     twice = sum(n > 1 for n in shipped.values())
-    unknown = len({k for k in shipped if k[0] in {m.id for m in messages}} - shown)
+    ids = {m.id for m in messages}  # once: built inside the comprehension, it was rebuilt for every key shipped
+    unknown = len({k for k in shipped if k[0] in ids} - shown)
     missing = len(required - set(shipped))
     return "yes" if twice == unknown == missing == 0 else f"NO ({twice} twice, {unknown} unknown, {missing} missing)"
 
