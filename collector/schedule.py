@@ -89,8 +89,10 @@ class Cycle:
 def due_follow(rows: Mapping[int, tuple[int, int]], ages: Ages, now: datetime) -> list[int]:
     """The seconds of ``rows`` due for a follow read at ``now``, oldest first."""
     at = int(now.timestamp())
+    # A stage past the configured ages (follow was shortened since) is due at once: its read ends it or gives it
+    # a stage that exists, so that no row waits for an age that will never come.
     return sorted(s for s, (_count, stage) in rows.items()
-                  if 0 < stage <= len(ages.follow) and s + 1 + ages.follow[stage - 1] <= at)
+                  if stage > len(ages.follow) or (0 < stage and s + 1 + ages.follow[stage - 1] <= at))
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,15 @@ def test_follow_reads_are_due_at_their_age() -> None:
     assert due_follow(rows, AGES, NOW) == [T - 90000, T - 3601]
 
 
+def test_a_stage_past_the_configured_ages_is_due_at_once() -> None:
+    """After follow was shortened, a second waiting for an age no longer configured is read at the next poll
+    (which ends it or gives it a stage that exists) instead of staying in the checkpoint for ever."""
+    shorter = Ages(settle=600, follow=(3600,), final=AGES.final)
+    rows = {T - 700: (4, 2), T - 800: (3, 1), T - 4000: (1, 1)}
+    assert due_follow(rows, shorter, NOW) == [T - 4000, T - 700]
+    assert due_follow(rows, Ages(settle=600, follow=(), final=AGES.final), NOW) == [T - 4000, T - 800, T - 700]
+
+
 def test_a_read_moves_the_frontiers_over_the_seconds_it_covered() -> None:
     """The watermark moves over a first read; the settle frontier only over seconds past settle."""
     read = Read(T - 900, T - 60, settled=T - 900)

@@ -304,6 +304,7 @@ class CollectionConfig(Section):
         """Warnings about deprecated keys in use: said by check-config and at start, never an error."""
         if self.overlap is None:
             return []
+        how = "lag + overlap" if self.settle else "an overlap of 0 re-read nothing"
         return [f"collection.overlap is deprecated: read as collection.settle: {format_duration(self.settle)} "
-                "(lag + overlap); replace it with settle, and follow to catch later status changes"]
+                f"({how}); replace it with settle, and follow to catch later status changes"]
 

@@ -20,8 +20,8 @@ from collector.errors import StateCorruptError, StateError, StateResourceError
 __all__ = ["RESET_HINT", "RESOURCE_HINT", "from_os", "from_sqlite", "writing"]
 
 RESET_HINT = "inspect it with `mimecast-collector state show`; `mimecast-collector state reset` starts afresh"
-RESOURCE_HINT = ("the checkpoint is not damaged: fix the cause and start again (exit 75 restarts the service); "
-                 "do not reset it")
+RESOURCE_HINT = ("the checkpoint is not damaged: fix the cause (a running collector tries again at its next poll; "
+                 "one that stopped exits 75, on which the service restarts); do not reset it")
 
 # SQLite's primary result codes (the low byte of its extended codes).
 _SQLITE_CAUSES = {
