@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/soak.py                 # 5 minutes
     .venv/bin/python benchmarks/soak.py --minutes 30    # longer
+    .venv/bin/python benchmarks/soak.py --against 8a5501f   # the daemon of an earlier revision, same load
 
 `python -m collector run -c`, in the environment the systemd unit gives it, polls 20 watches every 30 s
 against the simulator (in this process, with mail that keeps arriving, about one message every two
@@ -12,7 +13,12 @@ backfill) and ends at SIGTERM. Reported per hour of that window: log lines at in
 (/proc/PID/io write_bytes, its log included), CPU seconds; RSS and open file descriptors at its start and
 end, and RSS once a minute in between (shown at each quarter and as each quarter's median, so that growth
 that levels off is told from a leak); the mean gap between one watch's polls against the interval; and
-duplicates and losses in the ECS file against the simulator's truth.
+duplicates and losses in the ECS file against the simulator's truth (for this checkout, the statuses current at
+a message's last read due before the end; the revision re-read every poll, so every status current then).
+
+Each second is read again at ``settle: 21m``, the age an ``overlap: 20m`` re-read reached (lag + overlap), and
+at the default follow ages. With ``--against REV`` the daemon (and its ``reload``) is that revision's, run from
+a detached worktree with ``overlap: 20m`` as its own steady state, against the same simulator and receiver.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from tests.rsyslog import Rsyslog  # noqa: E402
 RATE = 0.5  # messages per second
 LOOKBACK = timedelta(hours=1)
 LAG = timedelta(minutes=1)
+SETTLE = timedelta(minutes=21)  # the age an overlap of 20 minutes re-read up to (lag + overlap)
 RSS_EVERY = 60.0  # seconds between RSS samples in the steady window
 TICKS = os.sysconf("SC_CLK_TCK")
 # What an operator acts on: the rotation and the receiver restart cause these, once each.
@@ -58,14 +65,15 @@ def watch_filters(count: int) -> list[dict[str, str]]:
     return filters[:count]
 
 
-def config(folder: Path, sim: Simulator, receiver: Rsyslog, watches: int, interval: int) -> Path:
-    """The daemon's configuration, written as YAML."""
+def config(folder: Path, sim: Simulator, receiver: Rsyslog, watches: int, interval: int,
+           rereads: dict[str, str]) -> Path:
+    """The daemon's configuration, written as YAML; ``rereads`` says when a second is read again."""
     creds = sim.credentials
     data = {
         "mimecast": {"base_url": sim.base_url, "timeout": "10s",
                      "auth": {"type": "oauth2", "client_id": creds.client_id, "client_secret": creds.client_secret}},
         "collection": {"interval": f"{interval}s", "window": "15m", "lag": f"{int(LAG.total_seconds())}s",
-                       "overlap": "20m", "initial_lookback": f"{int(LOOKBACK.total_seconds())}s", "result_cap": 1000,
+                       **rereads, "initial_lookback": f"{int(LOOKBACK.total_seconds())}s", "result_cap": 1000,
                        "state_file": str(folder / "state.db")},
         "watches": [{"name": f"w{i:02d}", **f} for i, f in enumerate(watch_filters(watches))],
         "outputs": [
@@ -128,6 +136,22 @@ def quarter(series: list[float], q: int) -> float:
     return series[round(q * (len(series) - 1) / 4)]
 
 
+def due_truth(flow: MailFlow, flt: Filter, first: datetime, cut: datetime, interval: timedelta) -> set[tuple[str, str]]:
+    """The ``(mimecast id, status)`` pairs current at ``cut`` that were already current at the message's last
+    read due by then (its first read, or its settle read once that is due): a later change waits for the
+    next due read, which the window may end before."""
+    found = set()
+    for m in flow.between(first, cut - LAG):
+        if not flt.matches(m):
+            continue
+        due = m.received + SETTLE + interval
+        due = due if due <= cut else m.received + LAG + interval
+        now, then = m.state_at(cut), m.state_at(due)
+        if now is not None and due <= cut and now == then:
+            found.add((m.id, now[0]))
+    return found
+
+
 def stamp(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
 
@@ -156,6 +180,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=5.0, help="length of the steady window (default 5)")
     parser.add_argument("--watches", type=int, default=20)
     parser.add_argument("--interval", type=int, default=30, help="seconds between one watch's polls")
+    parser.add_argument("--against", metavar="REV", help="run this revision's daemon instead, with overlap: 20m")
     args = parser.parse_args()
     now = datetime.now(timezone.utc).replace(microsecond=0)
     span = LOOKBACK + timedelta(minutes=args.minutes + 30)
@@ -163,19 +188,27 @@ def main() -> int:
                     count=int(span.total_seconds() * RATE))
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp, Simulator(flow, cap=1000) as sim:
         folder = Path(tmp)
+        code = ROOT
+        if args.against:
+            code = folder / "rev"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(code), args.against],
+                           check=True)
         receiver = Rsyslog(folder / "rsyslog").start()
         try:
-            return soak(args, folder, sim, receiver, flow)
+            return soak(args, folder, sim, receiver, flow, code)
         finally:
             receiver.stop()
+            if args.against:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(code)], check=False)
 
 
-def soak(args: argparse.Namespace, folder: Path, sim: Simulator, receiver: Rsyslog, flow: MailFlow) -> int:
-    cfg = config(folder, sim, receiver, args.watches, args.interval)
+def soak(args: argparse.Namespace, folder: Path, sim: Simulator, receiver: Rsyslog, flow: MailFlow, code: Path) -> int:
+    rereads = {"overlap": "20m"} if args.against else {"settle": f"{int(SETTLE.total_seconds() // 60)}m"}
+    cfg = config(folder, sim, receiver, args.watches, args.interval, rereads)
     log = folder / "collector.log"
-    env = {**os.environ, **unit_environment()}
+    env = {**os.environ, **unit_environment(), "PYTHONPATH": str(code)}
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "collector", "run", "-c", str(cfg)], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "collector", "run", "-c", str(cfg)], cwd=code, env=env,
                                 stdout=subprocess.DEVNULL, stderr=err)
     started_utc = datetime.now(timezone.utc)
     try:
@@ -195,7 +228,7 @@ def soak(args: argparse.Namespace, folder: Path, sim: Simulator, receiver: Rsysl
 
         pause_until(begin["at"] + length / 3)
         (folder / "ecs.ndjson").rename(folder / "ecs.ndjson.1")
-        subprocess.run([sys.executable, "-m", "collector", "reload", "-c", str(cfg)], cwd=ROOT, check=True,
+        subprocess.run([sys.executable, "-m", "collector", "reload", "-c", str(cfg)], cwd=code, env=env, check=True,
                        capture_output=True, timeout=60)
         pause_until(begin["at"] + 2 * length / 3)
         receiver.stop()
@@ -241,10 +274,14 @@ def report(args: argparse.Namespace, folder: Path, log: Path, flow: MailFlow, st
     expected: set[tuple[str, str]] = set()
     for f in watch_filters(args.watches):
         flt = Filter(to=f.get("to"), from_=f.get("from"))
-        expected |= flow.ground_truth(flt, first, cut - LAG, cut)
+        if args.against:  # overlap: every poll re-read the last 20 minutes, so every status current at the cut
+            expected |= flow.ground_truth(flt, first, cut - LAG, cut)
+        else:
+            expected |= due_truth(flow, flt, first, cut, timedelta(seconds=args.interval))
     cef = [m for m in receiver.messages() if "CEF:" in m.get("msg", m.get("rawmsg", ""))]
     lines_per_poll = len(window) / len(done) if done else float("nan")
     rows = [
+        ("daemon", f"revision {args.against}, overlap: 20m" if args.against else "this checkout, settle: 21m"),
         ("watches x interval", f"{args.watches} x {args.interval} s, steady window {hours * 60:.1f} min"),
         ("polls (poll.done lines)", f"{len(done)}"),
         ("log lines at info", f"{len(window)} = {len(window) / hours:,.0f}/h; {lines_per_poll:.3f} per watch per poll"),

@@ -14,7 +14,11 @@ collector has run that long, so each is measured with ``follow: [1h]``. Next to 
 - the follow covering limit: for each poll, the fewest windows under the cap covering the seconds due for a
   follow read that still held a pending message at their previous read (from the ground truth);
 - with ``--against REV``: that revision's collector with ``overlap`` at the last follow age (1h), the way an
-  earlier release followed status changes.
+  earlier release followed status changes;
+- reads of a second: how many searches covered each second that held matching mail and went through its
+  first, settle and follow reads inside the measured hours (mean and most), from the simulator's request log.
+
+``--final-statuses`` sets ``final_statuses`` (given no status, every status is followed: the worst case).
 
 Every row checks exactly once against the ground truth: no message-status twice, none the flow never showed,
 and every status current from its second's settle read on shipped. Counts, not times.
@@ -99,7 +103,29 @@ def config(sim: Simulator, tmp: str, collection: dict[str, Any]) -> Path:
     return path
 
 
-def follow_limit(flow: MailFlow, now: datetime) -> int:
+def reads_per_second(flow: MailFlow, sim: Simulator) -> tuple[float, int]:
+    """Mean and most searches that covered a second holding matching mail, over the seconds whose every read
+    (first, settle, follow) fell in the measured hours."""
+    start, end = T0 + WARM, T0 + WARM + MEASURED - FOLLOW - 2 * POLL - timedelta(minutes=1)
+    span = int((end - start).total_seconds())
+    reads = [0] * (span + 1)
+    for request in sim.searches():
+        (item,) = request.body["data"]
+        a, b = (datetime.strptime(item[k], "%Y-%m-%dT%H:%M:%S%z") for k in ("start", "end"))
+        lo, hi = max(0, int((a - start).total_seconds())), min(span, int((b - start).total_seconds()))
+        if lo < hi:
+            reads[lo] += 1
+            reads[hi] -= 1
+    covered, running = [], 0
+    for second in range(span):
+        running += reads[second]
+        covered.append(running)
+    held = {int((m.received - start).total_seconds()) for m in flow.between(start, end) if FLT.matches(m)}
+    counts = [covered[s] for s in held]
+    return sum(counts) / max(len(counts), 1), max(counts, default=0)
+
+
+def follow_limit(flow: MailFlow, now: datetime, final: tuple[str, ...]) -> int:
     """The fewest windows under the cap covering the seconds due for a follow read at ``now`` (age 1h, one poll's
     worth) that held a pending message when last read (at settle), from the ground truth."""
     start, end = now - FOLLOW - POLL, now - FOLLOW
@@ -109,7 +135,7 @@ def follow_limit(flow: MailFlow, now: datetime) -> int:
         second = int((m.received - start).total_seconds())
         per_second[second] += 1
         state = m.state_at(m.received + SETTLE)  # its status at its settle read
-        if state is not None and state[0] not in FINAL:
+        if state is not None and state[0] not in final:
             pending.add(second)
     windows, cursor, held = 0, None, 0
     for second in range(int((end - start).total_seconds())):
@@ -136,19 +162,21 @@ def exact(flow: MailFlow, out: Path, end: datetime) -> str:
         if settled is not None and settled == last:
             required.add((m.id, last[0]))
     twice = sum(n > 1 for n in shipped.values())
-    unknown = len({k for k in shipped if k[0] in {m.id for m in messages}} - shown)
+    ids = {m.id for m in messages}  # once: built inside the comprehension, it was rebuilt for every key shipped
+    unknown = len({k for k in shipped if k[0] in ids} - shown)
     missing = len(required - set(shipped))
     return "yes" if twice == unknown == missing == 0 else f"NO ({twice} twice, {unknown} unknown, {missing} missing)"
 
 
-def run(per_minute: int, pending: float, follow: list[str]) -> dict[str, Any]:
-    """One row: searches an hour by purpose, the limits, and the exactly-once check."""
+def run(per_minute: int, pending: float, follow: list[str], final: tuple[str, ...]) -> dict[str, Any]:
+    """One row: searches an hour by purpose, the limits, reads of a second and the exactly-once check."""
     flow = flow_for(per_minute, pending)
     clock = {"now": T0}
     counted: Counter[str] = Counter()
     limit = covering = 0
     with Simulator(flow, clock=lambda: clock["now"]) as sim, tempfile.TemporaryDirectory() as tmp:
-        c = Collector(load_config(config(sim, tmp, {"settle": "10m", "follow": follow})), registry=CollectorRegistry())
+        collection = {"settle": "10m", "follow": follow, "final_statuses": list(final)}
+        c = Collector(load_config(config(sim, tmp, collection)), registry=CollectorRegistry())
         try:
             while clock["now"] < T0 + WARM + MEASURED:
                 before = c.state.watch("w").watermark
@@ -158,18 +186,20 @@ def run(per_minute: int, pending: float, follow: list[str]) -> dict[str, Any]:
                     counted.update(result.purposes)
                     limit += ideal_searches(flow, FLT, before, c.state.watch("w").watermark, clock["now"], cap=CAP,
                                             window=WINDOW)
-                    covering += follow_limit(flow, clock["now"]) if follow else 0
+                    covering += follow_limit(flow, clock["now"], final) if follow else 0
                 clock["now"] += POLL
         finally:
             c.close()
         check = exact(flow, Path(tmp) / "out.ndjson", clock["now"])
+        reads = reads_per_second(flow, sim)
     hours = MEASURED / timedelta(hours=1)
     return {"by": {p: counted[p] / hours for p in PURPOSES}, "limit": limit / hours, "covering": covering / hours,
-            "exact": check}
+            "exact": check, "reads": reads}
 
 
-def against(rev: str, per_minute: int, pending: float) -> float:
-    """Searches an hour of revision ``rev``'s collector with ``overlap`` at the last follow age."""
+def against(rev: str, per_minute: int, pending: float) -> tuple[float, tuple[float, int]]:
+    """Searches an hour of revision ``rev``'s collector with ``overlap`` at the last follow age, and its reads of
+    a second."""
     flow = flow_for(per_minute, pending)
     with tempfile.TemporaryDirectory() as tmp:
         other, tick = Path(tmp) / "rev", Path(tmp) / "clock"
@@ -182,10 +212,11 @@ def against(rev: str, per_minute: int, pending: float) -> float:
                 done = subprocess.run([sys.executable, "-c", _OLD, str(cfg), str(tick), T0.isoformat(), str(polls)],
                                       cwd=other, env={"PYTHONPATH": str(other), "PATH": "/usr/bin:/bin"},
                                       capture_output=True, text=True, check=True)
+                reads = reads_per_second(flow, sim)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False)
     searches = json.loads(done.stdout)[int(WARM / POLL):]
-    return sum(searches) / (MEASURED / timedelta(hours=1))
+    return sum(searches) / (MEASURED / timedelta(hours=1)), reads
 
 
 def main() -> int:
@@ -194,22 +225,33 @@ def main() -> int:
     parser.add_argument("--densities", type=int, nargs="*", default=[1, 100, 1000])
     parser.add_argument("--pending", type=float, nargs="*", default=[0.05])
     parser.add_argument("--against", metavar="REV", help="also run this revision with overlap at the last follow age")
+    parser.add_argument("--final-statuses", nargs="*", default=list(FINAL), metavar="STATUS",
+                        help="final_statuses (default: archived rejected bounced; none given: follow every status)")
     args = parser.parse_args()
+    final = tuple(args.final_statuses)
+    if final != FINAL:
+        print(f"final_statuses: [{', '.join(final)}]")
     configure_logging("error", "json")
     print("| matching a minute | pending | follow | first | settle | follow | split | an hour | a poll | read-once "
-          "limit | x limit | follow covering limit | exact |" + (f" {args.against}, overlap 1h |" if args.against else ""))
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|" + ("---:|" if args.against else ""))
+          "limit | x limit | follow covering limit | reads of a second | exact |"
+          + (f" {args.against}, overlap 1h | its reads of a second |" if args.against else ""))
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+          + ("---:|---:|" if args.against else ""))
     for per_minute in args.densities:
         for pending in args.pending:
             for follow in ([], ["1h"]):
-                row = run(per_minute, pending, follow)
+                row = run(per_minute, pending, follow, final)
                 total = sum(row["by"].values())
                 cells = [f"{per_minute:,}", f"{pending:.1%}", f"[{', '.join(follow)}]",
                          *(f"{row['by'][p]:.1f}" for p in PURPOSES), f"{total:.1f}", f"{total / 12:.1f}",
                          f"{row['limit']:.1f}", f"{total / max(row['limit'], 1e-9):.2f}",
-                         f"{row['covering']:.1f}" if follow else "-", row["exact"]]
-                if args.against:
-                    cells.append(f"{against(args.against, per_minute, pending):.1f}" if follow else "-")
+                         f"{row['covering']:.1f}" if follow else "-", "{:.2f}, most {}".format(*row["reads"]),
+                         row["exact"]]
+                if args.against and follow:
+                    old, reads = against(args.against, per_minute, pending)
+                    cells += [f"{old:.1f}", "{:.2f}, most {}".format(*reads)]
+                elif args.against:
+                    cells += ["-", "-"]
                 print("| " + " | ".join(cells) + " |", flush=True)
     return 0
 
