@@ -108,11 +108,11 @@ class Read:
         """The second each record of an answer counts in, given each one's (received second, status); and per
         second its record count and statuses. A record matched by another time than its received one (a stray)
         counts in the window's newest second: found again later, its key moves on with it, so that it is not
-        forgotten while searches still find it. One received after the window's end (an API that counts the end
-        in) keeps its own second, which the next window reads: its key must outlive this read's frontiers."""
+        forgotten while searches still find it. One received in the second at the window's end (an API that counts
+        the end in) keeps that second, which the next window reads: its key must outlive this read's frontiers."""
         seconds, counts, statuses = [], Counter(), {}
         for at, status in received:
-            second = at if self.start <= at else max(self.start, self.end - 1)
+            second = at if self.start <= at <= self.end else max(self.start, self.end - 1)
             seconds.append(second)
             counts[second] += 1
             statuses.setdefault(second, set()).add(status)

@@ -73,9 +73,11 @@ def test_a_read_keeps_counts_and_what_each_claimed_second_waits_for() -> None:
     changed = read.rows(rows, {T - 3999: 2, T - 3998: 3, T - 3997: 1}, {T - 3999: True}, AGES, NOW)
     assert changed == {T - 3999: (2, 2), T - 3998: (3, DONE), T - 3997: (1, DONE)}
     assert read.live(T - 3999, rows) and not read.live(T - 3998, rows) and read.live(T - 800, rows)
-    seconds, counts, statuses = read.census([(T - 3999, "held"), (T - 5000, "archived"), (T - 3990, "archived")])
+    seconds, counts, statuses = read.census([(T - 3999, "held"), (T - 5000, "archived"), (T - 3990, "archived"),
+                                             (T + 50, "archived")])
     assert seconds[:2] == [T - 3999, T - 3991], "a record before the window counts in its newest second"
-    assert seconds[2] == T - 3990, "one after its end (an end-inclusive answer) keeps its own second"
+    assert seconds[2] == T - 3990, "one at its end (an end-inclusive answer) keeps its own second"
+    assert seconds[3] == T - 3991, "one dated later still (the future) counts in its newest second"
     assert followed(changed, statuses, AGES) == {"held": 1}
 
 
