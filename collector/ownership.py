@@ -15,10 +15,10 @@ import json
 import os
 import sqlite3
 from pathlib import Path
-from urllib.parse import quote
 
 from collector.config import Config, FileSinkConfig
 from collector.state import SIDE_FILES
+from collector.state.opening import connect_immutable
 
 __all__ = ["claim", "claim_path", "owner", "release"]
 
@@ -79,8 +79,7 @@ def _marks(state: Path) -> dict[str, str]:
     if not state.exists():
         return {}
     try:
-        conn = sqlite3.connect(f"file:{quote(str(state.resolve()))}?mode=ro&immutable=1", uri=True,
-                               isolation_level=None)
+        conn = connect_immutable(state)
     except sqlite3.Error:
         return {}
     try:

@@ -26,7 +26,7 @@ from collector.state.failures import from_os, from_sqlite
 from collector.state.legacy import looks_like_json, migrate_json
 from collector.state.schema import RESET_HINT, SCHEMA_VERSION, create_schema, needs_upgrade, upgrade, verify
 
-__all__ = ["SIDE_FILES", "connect", "inspect", "legacy_backup"]
+__all__ = ["SIDE_FILES", "connect", "connect_immutable", "inspect", "legacy_backup"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 # The write-ahead log and its index live beside the database and belong to it.
@@ -219,6 +219,12 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def connect_immutable(path: Path) -> sqlite3.Connection:
+    """A read-only connection to ``path`` that writes nothing beside it: no lock, no write-ahead log, no shared
+    memory file. It reads the database file alone; what is still only in a write-ahead log is not seen."""
+    return sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1", uri=True, isolation_level=None)
+
+
 def inspect(path: Path) -> None:
     """Check that the existing file at ``path`` is a checkpoint this version reads, writing nothing at all.
 
@@ -240,8 +246,7 @@ def inspect(path: Path) -> None:
         raise StateCorruptError(f"the state file {path} is corrupt (neither a checkpoint database nor a version 1 "
                                 f"checkpoint); {RESET_HINT}")
     try:
-        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1", uri=True,
-                               isolation_level=None)
+        conn = connect_immutable(path)
     except sqlite3.Error as exc:
         raise StateError(f"cannot open the state file {path}: {exc}") from None
     try:
