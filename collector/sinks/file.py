@@ -67,12 +67,8 @@ class FileSink:
             self._committed = size
             return size - mark.size
         if size > mark.size and not self._ours(intent, mark.size, size):
-            self._log.error("sink.file.foreign_tail_kept", path=str(self.path), committed=mark.size,
-                            kept_bytes=size - mark.size,
-                            reason="bytes past the committed length are not what this collector wrote there "
-                                   "(another process appended to the file): they are kept, and a chunk written "
-                                   "before a crash, if any, is shipped again after them")
-            self._committed = size
+            self._keep_foreign_tail(mark.size, size, "what this collector wrote there",
+                                    "a chunk written before a crash, if any")
             return mark.size - size
         if size > mark.size:
             self._truncate(mark.size)
@@ -143,16 +139,19 @@ class FileSink:
             if prefix_matches(self.path, (self._device, self._inode), self._committed, size, written):
                 self._truncate(self._committed)
                 return False
-            self._log.error("sink.file.foreign_tail_kept", path=str(self.path), committed=self._committed,
-                            kept_bytes=size - self._committed,
-                            reason="bytes past the committed length are not only what this collector wrote "
-                                   "(another process appended to the file): they are kept, and the chunk is "
-                                   "shipped again after them")
-            self._committed = size
+            self._keep_foreign_tail(self._committed, size, "only what this collector wrote", "the chunk")
             return True
         except (OSError, SinkError) as exc:
             self._log.error("sink.file.rollback_failed", path=str(self.path), error=str(exc))
         return False
+
+    def _keep_foreign_tail(self, committed: int, size: int, not_what: str, again: str) -> None:
+        """Keep the bytes from ``committed`` to ``size``, which another process appended, and say so."""
+        self._log.error("sink.file.foreign_tail_kept", path=str(self.path), committed=committed,
+                        kept_bytes=size - committed,
+                        reason=f"bytes past the committed length are not {not_what} (another process appended to "
+                               f"the file): they are kept, and {again} is shipped again after them")
+        self._committed = size
 
     def reopen(self) -> None:
         """Close and open the path again (logrotate moved the file away)."""
