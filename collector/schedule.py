@@ -145,6 +145,10 @@ class Read:
             else:
                 stage = DONE  # not claimed any more: only its count is kept
             row = None if count == 0 and stage <= SETTLE else (count, stage)
+            # Waiting for its settle read or for nothing reads the same to every user of a row (the settle frontier
+            # tells them apart): a read that finds the count unchanged and the second not followed writes nothing.
+            if old is not None and row is not None and old[0] == row[0] and max(old[1], row[1]) <= SETTLE:
+                continue
             if row != old and not (row is None and old is None):
                 changed[second] = row
         return changed

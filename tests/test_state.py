@@ -7,10 +7,12 @@ import os
 import sqlite3
 import stat
 import threading
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from collector.errors import StateCorruptError, StateLockedError
 from collector.state import Advance, OutputMark, StateStore, legacy_backup
@@ -264,3 +266,67 @@ def test_known_answers_exactly_for_any_number_of_keys(tmp_path: Path, asked: int
     wanted = [(f"id-{i}", "held") for i in range(asked)]
     assert store.known("w", wanted) == {key for key in wanted if int(key[0][3:]) % 2 == 0}
     store.close()
+
+
+def _page_size(path: Path) -> int:
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute("PRAGMA page_size").fetchone()[0]
+
+
+def _with_pages(path: Path, size: int) -> None:
+    """Rebuild the checkpoint at ``path`` with pages of ``size`` bytes, as SQLite's default made them before."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = DELETE")
+        conn.execute(f"PRAGMA page_size = {size}")
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA journal_mode = WAL")
+    finally:
+        conn.close()
+
+
+def test_a_new_checkpoint_has_small_pages(tmp_path: Path) -> None:
+    """Every commit writes whole pages: a new checkpoint uses 1 KiB ones, not SQLite's default 4 KiB."""
+    store = StateStore(tmp_path / "state.db").open()
+    store.commit(advance("w", T, new_keys=[("id-1", "held")]))
+    store.close()
+    assert _page_size(tmp_path / "state.db") == 1024
+
+
+def test_a_checkpoint_with_larger_pages_is_rebuilt_once_and_keeps_everything(tmp_path: Path) -> None:
+    """A checkpoint written with 4 KiB pages gets 1 KiB ones at the next start, with every key, watermark and
+    mark; while another process has it open it is used as it is (with a warning) and rebuilt at the start after."""
+    path = tmp_path / "state.db"
+    store = StateStore(path).open()
+    store.commit(advance("w", T, new_keys=[(f"id-{i}", "held") for i in range(3000)], density=2.5,
+                         marks={"o": OutputMark("/x", 12, 34)}))
+    store.close()
+    _with_pages(path, 4096)
+    assert _page_size(path) == 4096
+
+    other = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    other.execute("SELECT count(*) FROM keys").fetchone()
+    with capture_logs() as logs:
+        store = StateStore(path).open()
+    assert [e["event"] for e in logs if e["event"].startswith("state.repage")] == ["state.repage_skipped"]
+    store.commit(advance("w", T + M, new_keys=[("id-new", "held")]))
+    store.close()
+    other.close()
+    assert _page_size(path) == 4096
+
+    with capture_logs() as logs:
+        store = StateStore(path).open()
+    assert [(e["event"], e["was"]) for e in logs if e["event"].startswith("state.repage")] == [("state.repaged", 4096)]
+    try:
+        assert _page_size(path) == 1024
+        w = store.watch("w")
+        assert (w.watermark, w.density, w.horizon) == (T + M, 2.5, T + M - 10 * M)
+        asked = [(f"id-{i}", "held") for i in range(3000)] + [("id-new", "held"), ("id-x", "held")]
+        assert store.known("w", asked) == set(asked[:-1])
+        assert store.outputs["o"] == OutputMark("/x", 12, 34)
+        assert store.remembered("w") == 3001
+    finally:
+        store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db", "state.db.lock"]
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

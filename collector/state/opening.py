@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,7 +25,7 @@ from collector.errors import StateCorruptError, StateError
 from collector.state import intents
 from collector.state.failures import from_os, from_sqlite
 from collector.state.legacy import looks_like_json, migrate_json
-from collector.state.schema import RESET_HINT, SCHEMA_VERSION, create_schema, needs_upgrade, upgrade, verify
+from collector.state.schema import PAGE_BYTES, RESET_HINT, SCHEMA_VERSION, create_schema, needs_upgrade, upgrade, verify
 
 __all__ = ["SIDE_FILES", "connect", "connect_immutable", "inspect", "legacy_backup"]
 
@@ -34,8 +35,8 @@ SIDE_FILES = ("-wal", "-shm")
 # Bounded wait when another connection holds a lock (a `state show` during a checkpoint).
 _BUSY_TIMEOUT_MS = 5000
 # A chunk's keys land on pages all over the key table. Folding the log back into the database after
-# 10,000 pages (40 MB) rather than SQLite's 1,000 writes a page changed by many chunks once, not many times.
-_FOLD_EVERY_PAGES = 10_000
+# 40,000 pages (40 MB) rather than SQLite's 1,000 writes a page changed by many chunks once, not many times.
+_FOLD_EVERY_PAGES = 40_000
 
 
 def legacy_backup(path: Path) -> Path:
@@ -87,6 +88,7 @@ def connect(path: Path, *, read_only: bool, in_use: bool = True) -> sqlite3.Conn
                     "state.upgraded", path=str(path), schema=SCHEMA_VERSION,
                     reason="the checkpoint now keeps when each second is due; every second of the last overlap "
                            "gets its settle read")
+            _repage(conn, path)
         elif needs_upgrade(conn):
             # A look at an older checkpoint changes nothing on disk: upgrade a copy in memory.
             memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
@@ -154,11 +156,37 @@ def _open(path: Path, read_only: bool) -> sqlite3.Connection:
 def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
     try:
         conn.execute(f"PRAGMA wal_autocheckpoint = {_FOLD_EVERY_PAGES}")
+        # Takes effect only on a new, empty file: it must come before the log is switched on.
+        conn.execute(f"PRAGMA page_size = {PAGE_BYTES}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     except sqlite3.Error as exc:
         raise from_sqlite(exc, path, "open") from None
     if mode != "wal":
         raise StateError(f"the state file {path} cannot use write-ahead logging (journal mode {mode})")
+
+
+def _repage(conn: sqlite3.Connection, path: Path) -> None:
+    """Rebuild, once, a checkpoint written with larger pages (before version 3) with :data:`PAGE_BYTES` ones.
+
+    Only an economy: when it cannot be done now (another process has the file open, the disk is full), the
+    checkpoint is used as it is, and the next start tries again.
+    """
+    log = structlog.get_logger("collector.state")
+    try:
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        if size == PAGE_BYTES:
+            return
+        began = time.monotonic()
+        # Pages change size only outside write-ahead logging; the rebuild is atomic under the rollback journal.
+        conn.execute("PRAGMA journal_mode = DELETE")
+        conn.execute(f"PRAGMA page_size = {PAGE_BYTES}")
+        conn.execute("VACUUM")
+        log.info("state.repaged", path=str(path), page_bytes=PAGE_BYTES, was=size,
+                 seconds=round(time.monotonic() - began, 2))
+    except sqlite3.Error as exc:
+        log.warning("state.repage_skipped", path=str(path), error=str(exc),
+                    reason="the checkpoint keeps its larger pages, which write more to disk; the next start tries again")
+    _use_wal(conn, path)
 
 
 def _fresh(conn: sqlite3.Connection) -> sqlite3.Connection:
@@ -185,6 +213,7 @@ def _legacy(path: Path, read_only: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(str(tmp), isolation_level=None)
         try:
             conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA page_size = {PAGE_BYTES}")
             counts = migrate_json(raw, path, conn)
         finally:
             conn.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 from collector.errors import StateCorruptError
 from collector.state.failures import RESET_HINT, from_sqlite
 
-__all__ = ["APPLICATION_ID", "RESET_HINT", "SCHEMA_VERSION", "create_schema", "digest", "digests", "from_iso", "lookup",
+__all__ = ["APPLICATION_ID", "PAGE_BYTES", "RESET_HINT", "SCHEMA_VERSION", "create_schema", "digest", "digests", "from_iso", "lookup",
            "needs_upgrade", "stored_path", "stored_path_text", "to_iso", "upgrade", "verify"]
 
 # "MCCS": mimecast-collector checkpoint store.
@@ -25,6 +25,10 @@ APPLICATION_ID = int.from_bytes(b"MCCS", "big")
 # Version 1 was the JSON file; the database starts at 2; 3 reads each second when it is due (settle, follow).
 SCHEMA_VERSION = 3
 _UPGRADABLE = 2
+# Each commit changes a few rows on pages all over the file (a chunk's keys land anywhere in the key table), and
+# every changed page is written whole, to the log and again to the database: small pages write a quarter of
+# what SQLite's default 4096 bytes do for the same commit (measured with the soak's 20 sparse watches).
+PAGE_BYTES = 1024
 
 _TABLES = """
 CREATE TABLE watches (
