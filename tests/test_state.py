@@ -330,3 +330,29 @@ def test_a_checkpoint_with_larger_pages_is_rebuilt_once_and_keeps_everything(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db", "state.db.lock"]
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_follow_up_that_is_reset_or_removed_releases_its_keys(tmp_path: Path) -> None:
+    """Keys of followed seconds outlive the prune point only while their follow-up can end: resetting the watch,
+    or removing it from the configuration, forgets them (keys another watch follows stay)."""
+    t = int(T.timestamp())
+    store = StateStore(tmp_path / "state.json").open()
+    store.prepare(["a", "b", "c"])
+    for name, second in (("a", t), ("b", t + 1), ("c", t + 2)):
+        key = (f"held-{name}", "held")
+        store.commit(advance(name, T + 5 * M, new_keys=[key], key_seconds={key: second}, seconds={second: (1, 1)}))
+    for name in ("a", "b", "c"):
+        store.commit(advance(name, T + 60 * M))  # every settle frontier far past the followed seconds
+    held = [("held-a", "held"), ("held-b", "held"), ("held-c", "held")]
+    assert store.known("a", held) == set(held), "followed seconds keep their keys past the prune point"
+    assert store.reset("a")
+    assert store.known("b", held) == set(held[1:]), "reset: nothing will end its follow-up"
+    store.close()
+    again = StateStore(tmp_path / "state.json").open()
+    assert again.known("b", held) == set(held[1:])
+    again.prepare(["a", "b"])  # "c" was removed from the configuration
+    assert again.known("b", held) == {("held-b", "held")}
+    assert [stage for _count, stage in again.watch("b").seconds.values()] == [1], "b still follows its second"
+    again.close()
+    with closing(sqlite3.connect(tmp_path / "state.json")) as conn:
+        assert conn.execute("SELECT count(*) FROM seconds WHERE stage > 0").fetchone()[0] == 1

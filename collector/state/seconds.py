@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 
-__all__ = ["forget", "write_seconds"]
+__all__ = ["forget", "sweep", "write_seconds"]
 
 # A key is still needed while any watch follows its second.
 _NOT_FOLLOWED = "NOT EXISTS (SELECT 1 FROM seconds WHERE seconds.second = keys.last_seen AND stage > 0)"
@@ -33,3 +33,13 @@ def forget(conn: sqlite3.Connection, prune: int | None, pruned_at: int | None, f
     point = prune if prune is not None else pruned_at
     conn.executemany(f"DELETE FROM keys WHERE last_seen = ? AND {_NOT_FOLLOWED}",
                      [(s,) for s in finished if point is not None and s < point])
+
+
+def sweep(conn: sqlite3.Connection, pruned_at: int | None, keep: list[int] | None = None) -> None:
+    """Forget what only a follow-up that will never end held back: the followed rows of watches not in ``keep``
+    (removed from the configuration; ``None`` keeps every watch's), then the keys before the prune point that
+    no row follows any more (their follow-up was reset or removed with its watch)."""
+    if keep is not None:
+        conn.execute(f"DELETE FROM seconds WHERE stage > 0 AND watch NOT IN ({','.join('?' * len(keep))})", keep)
+    if pruned_at is not None:
+        conn.execute(f"DELETE FROM keys WHERE last_seen < ? AND {_NOT_FOLLOWED}", (pruned_at,))

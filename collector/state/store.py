@@ -25,7 +25,7 @@ from collector.state.lock import lock_holder, take_lock
 from collector.state.model import Advance, Intent, Key, OutputMark, WatchState
 from collector.state.opening import connect
 from collector.state.schema import digest, digests, lookup, stored_path, to_iso
-from collector.state.seconds import forget, write_seconds
+from collector.state.seconds import forget, sweep, write_seconds
 from collector.state.values import load
 
 __all__ = ["Advance", "OutputMark", "StateStore", "WatchState"]
@@ -92,12 +92,21 @@ class StateStore:
     def prepare(self, names: Iterable[str]) -> None:
         """Create the state of every configured watch before any poll runs.
 
-        Only these watches hold keys back from being forgotten; a watch removed from the configuration no longer does.
+        Only these watches hold keys back from being forgotten; a watch removed from the configuration no longer
+        does, and its follow-up ends: its followed seconds are dropped, with the keys only they held.
         """
         with self._mutex:
             self._active = set(names)
             for name in self._active:
                 self._watches.setdefault(name, WatchState())
+            removed = {n for n, state in self._watches.items() if n not in self._active
+                       and any(stage > 0 for _count, stage in state.seconds.values())}
+            if removed and not self.read_only:
+                with self._transaction("NORMAL") as conn:
+                    sweep(conn, self._pruned_at, [i for n, i in self._ids.items() if n not in removed])
+                for name in removed:
+                    rows = self._watches[name].seconds
+                    self._watches[name].seconds = {s: row for s, row in rows.items() if row[1] <= 0}
 
     def watch(self, name: str) -> WatchState:
         """The state of watch ``name`` (created empty on first use); updated in place by each commit."""
@@ -234,6 +243,7 @@ class StateStore:
                     conn.execute("UPDATE watches SET watermark = NULL, horizon = NULL, density = NULL WHERE id = ?",
                                  (self._ids[watch],))
                     conn.execute("DELETE FROM seconds WHERE watch = ?", (self._ids[watch],))
+                    sweep(conn, self._pruned_at)
             if watch is None:
                 self._watches.clear()
                 self._ids.clear()
