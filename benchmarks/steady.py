@@ -27,6 +27,7 @@ and every status current from its second's settle read on shipped. Counts, not t
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -67,16 +68,21 @@ from collector.config import load_config
 from collector.daemon import Collector
 from collector.logging import configure_logging
 configure_logging("error", "json")
-cfg, clock, now, polls = sys.argv[1], Path(sys.argv[2]), datetime.fromisoformat(sys.argv[3]), int(sys.argv[4])
-c, searches = Collector(load_config(Path(cfg)), registry=CollectorRegistry()), []
-for _ in range(polls):
+cfg, clock, now, polls, warm = Path(sys.argv[1]), Path(sys.argv[2]), datetime.fromisoformat(sys.argv[3]), *map(int, sys.argv[4:6])
+c, searches, out = Collector(load_config(cfg), registry=CollectorRegistry()), [], cfg.with_name("out.ndjson")
+def written():
+    io = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(io["write_bytes"]) - (out.stat().st_size if out.exists() else 0)
+for poll in range(polls):
+    if poll == warm:
+        before = written()
     clock.write_text(now.isoformat())
     (result,) = c.run_once(now=lambda: now)
     assert result.ok, result.error
     searches.append(result.searches)
     now += timedelta(minutes=5)
+print(json.dumps({"searches": searches, "written": written() - before}))
 c.close()
-print(json.dumps(searches))
 """
 
 
@@ -103,26 +109,42 @@ def config(sim: Simulator, tmp: str, collection: dict[str, Any]) -> Path:
     return path
 
 
-def reads_per_second(flow: MailFlow, sim: Simulator) -> tuple[float, int]:
-    """Mean and most searches that covered a second holding matching mail, over the seconds whose every read
-    (first, settle, follow) fell in the measured hours."""
+def reads_per_second(flow: MailFlow, polls: list[tuple[datetime, list[Any]]]) -> dict[str, float]:
+    """How often each second that held matching mail was covered, over the seconds whose every read (first,
+    settle, follow) fell in the measured hours; ``polls`` gives each poll's time and its search requests.
+
+    A read is an answer below the cap that covered the second; a capped answer is not one (nothing of it is
+    delivered: its window is searched again) and is counted apart. Follow reads are those made once the second
+    was a follow age old. Returns the mean and most reads, the most follow reads, and the mean capped answers."""
     start, end = T0 + WARM, T0 + WARM + MEASURED - FOLLOW - 2 * POLL - timedelta(minutes=1)
     span = int((end - start).total_seconds())
-    reads = [0] * (span + 1)
-    for request in sim.searches():
-        (item,) = request.body["data"]
-        a, b = (datetime.strptime(item[k], "%Y-%m-%dT%H:%M:%S%z") for k in ("start", "end"))
+    reads, follow, capped = ([0] * (span + 1) for _ in range(3))
+
+    def cover(counts: list[int], a: datetime, b: datetime) -> None:
         lo, hi = max(0, int((a - start).total_seconds())), min(span, int((b - start).total_seconds()))
         if lo < hi:
-            reads[lo] += 1
-            reads[hi] -= 1
-    covered, running = [], 0
-    for second in range(span):
-        running += reads[second]
-        covered.append(running)
+            counts[lo] += 1
+            counts[hi] -= 1
+
+    for at, requests in polls:
+        for request in requests:
+            (item,) = request.body["data"]
+            a, b = (datetime.strptime(item[k], "%Y-%m-%dT%H:%M:%S%z") for k in ("start", "end"))
+            if sum(1 for _ in itertools.islice(flow.visible(FLT, a, b, at), CAP)) >= CAP:
+                cover(capped, a, b)
+            else:
+                cover(reads, a, b)
+                cover(follow, a, min(b, at - FOLLOW))
+
+    def running(counts: list[int]) -> list[int]:
+        return list(itertools.accumulate(counts[:span]))
+
     held = {int((m.received - start).total_seconds()) for m in flow.between(start, end) if FLT.matches(m)}
-    counts = [covered[s] for s in held]
-    return sum(counts) / max(len(counts), 1), max(counts, default=0)
+    per = {name: [c[s] for s in held] for name, c in
+           (("reads", running(reads)), ("follow", running(follow)), ("capped", running(capped)))}
+    n = max(len(held), 1)
+    return {"mean": sum(per["reads"]) / n, "most": max(per["reads"], default=0),
+            "follow_most": max(per["follow"], default=0), "capped": sum(per["capped"]) / n}
 
 
 def follow_limit(flow: MailFlow, now: datetime, final: tuple[str, ...]) -> int:
@@ -168,38 +190,51 @@ def exact(flow: MailFlow, out: Path, end: datetime) -> str:
     return "yes" if twice == unknown == missing == 0 else f"NO ({twice} twice, {unknown} unknown, {missing} missing)"
 
 
+def _written(out: Path) -> int:
+    """Bytes this process has written to storage, less the output file's: the checkpoint's (and the log's, none
+    at level error)."""
+    io = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(io["write_bytes"]) - (out.stat().st_size if out.exists() else 0)
+
+
 def run(per_minute: int, pending: float, follow: list[str], final: tuple[str, ...]) -> dict[str, Any]:
-    """One row: searches an hour by purpose, the limits, reads of a second and the exactly-once check."""
+    """One row: searches an hour by purpose, the limits, reads of a second, bytes written to the checkpoint and
+    the exactly-once check."""
     flow = flow_for(per_minute, pending)
     clock = {"now": T0}
     counted: Counter[str] = Counter()
-    limit = covering = 0
+    limit = covering = written = 0
+    polls: list[tuple[datetime, list[Any]]] = []
     with Simulator(flow, clock=lambda: clock["now"]) as sim, tempfile.TemporaryDirectory() as tmp:
         collection = {"settle": "10m", "follow": follow, "final_statuses": list(final)}
+        out = Path(tmp) / "out.ndjson"
         c = Collector(load_config(config(sim, tmp, collection)), registry=CollectorRegistry())
         try:
             while clock["now"] < T0 + WARM + MEASURED:
-                before = c.state.watch("w").watermark
+                if clock["now"] == T0 + WARM:
+                    written = -_written(out)
+                before, asked = c.state.watch("w").watermark, len(sim.searches())
                 (result,) = c.run_once(now=lambda: clock["now"])
                 assert result.ok, result.error
+                polls.append((clock["now"], sim.searches()[asked:]))
                 if clock["now"] >= T0 + WARM:
                     counted.update(result.purposes)
                     limit += ideal_searches(flow, FLT, before, c.state.watch("w").watermark, clock["now"], cap=CAP,
                                             window=WINDOW)
                     covering += follow_limit(flow, clock["now"], final) if follow else 0
                 clock["now"] += POLL
+            written += _written(out)
         finally:
             c.close()
-        check = exact(flow, Path(tmp) / "out.ndjson", clock["now"])
-        reads = reads_per_second(flow, sim)
+        check = exact(flow, out, clock["now"])
     hours = MEASURED / timedelta(hours=1)
     return {"by": {p: counted[p] / hours for p in PURPOSES}, "limit": limit / hours, "covering": covering / hours,
-            "exact": check, "reads": reads}
+            "exact": check, "reads": reads_per_second(flow, polls), "written": written / hours}
 
 
-def against(rev: str, per_minute: int, pending: float) -> tuple[float, tuple[float, int]]:
-    """Searches an hour of revision ``rev``'s collector with ``overlap`` at the last follow age, and its reads of
-    a second."""
+def against(rev: str, per_minute: int, pending: float) -> dict[str, Any]:
+    """Revision ``rev``'s collector with ``overlap`` at the last follow age: its searches an hour, reads of a
+    second and bytes written to the checkpoint an hour."""
     flow = flow_for(per_minute, pending)
     with tempfile.TemporaryDirectory() as tmp:
         other, tick = Path(tmp) / "rev", Path(tmp) / "clock"
@@ -209,14 +244,20 @@ def against(rev: str, per_minute: int, pending: float) -> tuple[float, tuple[flo
             with Simulator(flow, clock=lambda: datetime.fromisoformat(tick.read_text())) as sim:
                 cfg = config(sim, tmp, {"overlap": "1h"})
                 polls = int((WARM + MEASURED) / POLL)
-                done = subprocess.run([sys.executable, "-c", _OLD, str(cfg), str(tick), T0.isoformat(), str(polls)],
+                done = subprocess.run([sys.executable, "-c", _OLD, str(cfg), str(tick), T0.isoformat(), str(polls),
+                                       str(int(WARM / POLL))],
                                       cwd=other, env={"PYTHONPATH": str(other), "PATH": "/usr/bin:/bin"},
                                       capture_output=True, text=True, check=True)
-                reads = reads_per_second(flow, sim)
+                answer = json.loads(done.stdout)
+                requests, each = sim.searches(), []
+                for k, n in enumerate(answer["searches"]):  # each poll's searches, in the order they were made
+                    each.append((T0 + k * POLL, requests[:n]))
+                    requests = requests[n:]
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False)
-    searches = json.loads(done.stdout)[int(WARM / POLL):]
-    return sum(searches) / (MEASURED / timedelta(hours=1)), reads
+    hours = MEASURED / timedelta(hours=1)
+    return {"searches": sum(answer["searches"][int(WARM / POLL):]) / hours, "reads": reads_per_second(flow, each),
+            "written": answer["written"] / hours}
 
 
 def main() -> int:
@@ -233,25 +274,28 @@ def main() -> int:
         print(f"final_statuses: [{', '.join(final)}]")
     configure_logging("error", "json")
     print("| matching a minute | pending | follow | first | settle | follow | split | an hour | a poll | read-once "
-          "limit | x limit | follow covering limit | reads of a second | exact |"
-          + (f" {args.against}, overlap 1h | its reads of a second |" if args.against else ""))
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-          + ("---:|---:|" if args.against else ""))
+          "limit | x limit | follow covering limit | reads of a second | most follow reads | capped answers over a "
+          "second | checkpoint MB an hour | exact |"
+          + (f" {args.against}, overlap 1h | its reads of a second | its checkpoint MB an hour |" if args.against else ""))
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+          + ("---:|---:|---:|" if args.against else ""))
     for per_minute in args.densities:
         for pending in args.pending:
             for follow in ([], ["1h"]):
                 row = run(per_minute, pending, follow, final)
-                total = sum(row["by"].values())
+                total, reads = sum(row["by"].values()), row["reads"]
                 cells = [f"{per_minute:,}", f"{pending:.1%}", f"[{', '.join(follow)}]",
                          *(f"{row['by'][p]:.1f}" for p in PURPOSES), f"{total:.1f}", f"{total / 12:.1f}",
                          f"{row['limit']:.1f}", f"{total / max(row['limit'], 1e-9):.2f}",
-                         f"{row['covering']:.1f}" if follow else "-", "{:.2f}, most {}".format(*row["reads"]),
+                         f"{row['covering']:.1f}" if follow else "-", f"{reads['mean']:.2f}, most {reads['most']}",
+                         str(reads["follow_most"]), f"{reads['capped']:.2f}", f"{row['written'] / 1e6:.2f}",
                          row["exact"]]
                 if args.against and follow:
-                    old, reads = against(args.against, per_minute, pending)
-                    cells += [f"{old:.1f}", "{:.2f}, most {}".format(*reads)]
+                    old = against(args.against, per_minute, pending)
+                    cells += [f"{old['searches']:.1f}", f"{old['reads']['mean']:.2f}, most {old['reads']['most']}",
+                              f"{old['written'] / 1e6:.2f}"]
                 elif args.against:
-                    cells += ["-", "-"]
+                    cells += ["-", "-", "-"]
                 print("| " + " | ".join(cells) + " |", flush=True)
     return 0
 

@@ -14,6 +14,7 @@ import requests
 from collector.simulator import MailFlow, Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
+FMT = "%Y-%m-%dT%H:%M:%S+0000"
 
 
 @pytest.fixture(scope="module")
@@ -41,23 +42,44 @@ def token(sim: Simulator) -> str:
     return answer.json()["access_token"]
 
 
-def test_reads_of_a_second_count_the_searches_covering_it(steady: ModuleType) -> None:
-    """Three searches over the first half of the counted seconds and one over the rest: 3 at most, and a mean
-    between 1 and 3 that follows where the matching mail is."""
-    flow = steady.flow_for(100, 0.05)
+def test_reads_of_a_second_count_complete_answers_and_follow_reads(steady: ModuleType) -> None:
+    """Three searches over the first half of the counted seconds and one over the rest, then one more over the
+    first half once it is a follow age old: 4 reads at most, 1 of them a follow read, a mean between 1 and 4 that
+    follows where the matching mail is; no answer capped at one message a minute."""
+    flow = steady.flow_for(1, 0.05)
     start = steady.T0 + steady.WARM
-    middle = start + timedelta(minutes=20)
-    end = start + timedelta(minutes=40)
-    fmt = "%Y-%m-%dT%H:%M:%S+0000"
-    with Simulator(flow, clock=lambda: end + timedelta(hours=1)) as sim:
+    middle, end = start + timedelta(minutes=20), start + timedelta(minutes=40)
+    later = end + steady.FOLLOW
+    with Simulator(flow, clock=lambda: later) as sim:
         bearer = token(sim)
         for _ in range(3):
-            search(sim, bearer, start.strftime(fmt), middle.strftime(fmt))
-        search(sim, bearer, middle.strftime(fmt), end.strftime(fmt))
-        search(sim, bearer, (start - timedelta(hours=2)).strftime(fmt), (start - timedelta(hours=1)).strftime(fmt))
-        mean, most = steady.reads_per_second(flow, sim)
-    assert most == 3
-    assert 1.5 < mean < 2.5  # about half the seconds with mail read three times, half once
+            search(sim, bearer, start.strftime(FMT), middle.strftime(FMT))
+        search(sim, bearer, middle.strftime(FMT), end.strftime(FMT))
+        search(sim, bearer, (start - timedelta(hours=2)).strftime(FMT), (start - timedelta(hours=1)).strftime(FMT))
+        first = sim.searches()
+        search(sim, bearer, start.strftime(FMT), middle.strftime(FMT))
+        polls = [(end + timedelta(minutes=1), first), (later, sim.searches()[len(first):])]
+        reads = steady.reads_per_second(flow, polls)
+    assert (reads["most"], reads["follow_most"], reads["capped"]) == (4, 1, 0)
+    counted = start + timedelta(minutes=49)  # the seconds whose every read falls in the measured hours
+    held = {m.received.replace(microsecond=0) for m in flow.between(start, counted) if steady.FLT.matches(m)}
+    four, one = (sum(a <= s < b for s in held) for a, b in ((start, middle), (middle, end)))
+    assert four > 5 and one > 5 and len(held) > four + one
+    assert reads["mean"] == pytest.approx((4 * four + one) / len(held))
+
+
+def test_a_capped_answer_is_not_a_read(steady: ModuleType) -> None:
+    """At 100 a minute a 20-minute window holds far more than the cap: the answer counts as capped, not read."""
+    flow = steady.flow_for(100, 0.05)
+    start = steady.T0 + steady.WARM
+    with Simulator(flow, clock=lambda: start + timedelta(hours=1)) as sim:
+        search(sim, bearer := token(sim), start.strftime(FMT), (start + timedelta(minutes=20)).strftime(FMT))
+        search(sim, bearer, (start + timedelta(minutes=20)).strftime(FMT),
+               (start + timedelta(minutes=20, seconds=30)).strftime(FMT))
+        reads = steady.reads_per_second(flow, [(start + timedelta(hours=1), sim.searches())])
+    assert (reads["most"], reads["follow_most"]) == (1, 0)
+    assert 0.3 < reads["capped"] < 0.5  # 20 of the 49 counted minutes
+    assert 0.0 < reads["mean"] < 0.02  # 30 seconds of them
 
 
 def test_follow_limit_with_no_final_status_covers_every_second_with_mail(steady: ModuleType) -> None:
