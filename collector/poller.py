@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -18,37 +17,13 @@ from collector.errors import AnswerTooLargeError, CancelledError, CollectorError
 from collector.mimecast.client import MimecastClient, SearchResult
 from collector.pipeline import Chunk, Pipeline
 from collector.planner import ONE_SECOND, CapWatch, Density
+from collector.reporting import PURPOSES, CycleResult, PollReport
+from collector.reporting import iso as _iso
 from collector.rereads import Rereads
 from collector.schedule import Ages, Cycle, Read, followed, moment, stale_rows
 from collector.windows import Plan, floor_second, plan_windows
 
 __all__ = ["PURPOSES", "CycleResult", "InternalError", "Poller"]
-
-# Why a search ran: a second's first read, its settle read, a follow read, or again after a capped answer.
-PURPOSES = ("first", "settle", "follow", "split")
-
-
-@dataclass
-class CycleResult:
-    """What one cycle did; ``error`` is set when it stopped early."""
-
-    watch: str
-    chunks: int = 0
-    searches: int = 0
-    records: int = 0
-    shipped: int = 0
-    duplicates: int = 0
-    invalid: int = 0
-    splits: int = 0
-    truncated: int = 0
-    purposes: Counter[str] = field(default_factory=Counter)
-    error: CollectorError | None = None
-    interrupted: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """True when every planned chunk was delivered (invalid records do not count as failure)."""
-        return self.error is None and not self.interrupted
 
 
 class InternalError(CollectorError):
@@ -76,8 +51,8 @@ class Poller:
         self._fits: int | None = None
         self._cycle = Cycle(datetime.now(timezone.utc), Ages.of(collection))
         self._caps = CapWatch(collection.result_cap)
-        self._failing = False
         self._log = structlog.get_logger("collector.poller").bind(watch=watch.name)
+        self._report = PollReport(watch.name, collection.result_cap, metrics, self._log)
         self._server_clock = ServerClock(collection.lag, metrics, self._log)
 
     def run_cycle(self, now: datetime, *, until: datetime | None = None) -> CycleResult:
@@ -91,7 +66,7 @@ class Poller:
         if until is not None and until < plan.end:
             plan = replace(plan, end=floor_second(until))
         self._server_clock.begin(now)
-        self._report_plan(plan, state.watermark)
+        self._report.plan(plan, state.watermark)
         span: tuple[datetime, datetime] | None = None
         self._cycle = Cycle.begin(state, plan, self._cfg, now)
         try:
@@ -112,7 +87,7 @@ class Poller:
         except Exception as exc:  # noqa: BLE001 - one watch's bug must not stop the others or lose their data
             result.error = InternalError(f"{type(exc).__name__}: {exc}")
             self._log.exception("poll.internal_error", window_start=_iso(span[0]) if span else None)
-        self._finish(result, started, span, now)
+        self._report.finish(result, started, span, now, self._pipeline.state.watch(self.watch.name).watermark)
         return result
 
     def _rereads(self, result: CycleResult, plan: Plan) -> datetime:
@@ -273,53 +248,6 @@ class Poller:
                         shipped=len(fresh), duplicates=duplicates, invalid=len(found.invalid),
                         duration_ms=round((time.monotonic() - began) * 1000))
 
-    def _report_plan(self, plan: Plan, watermark: datetime | None) -> None:
-        name = self.watch.name
-        if plan.gap:
-            self._metrics.gaps.labels(name).inc(plan.gap.total_seconds())
-            self._log.error("poll.retention_gap", lost_from=_iso(plan.gap_start), lost_seconds=int(plan.gap.total_seconds()),
-                            reason="the checkpoint is older than Mimecast's 30-day tracking retention")
-        if plan.ahead:
-            self._metrics.clock_jumps.labels(name).inc()
-            self._log.warning("poll.watermark_ahead", watermark=_iso(watermark), ahead_s=int(plan.ahead.total_seconds()),
-                              search_from=_iso(plan.start),
-                              reason="the checkpoint is past the present (a clock that ran fast); "
-                                     "searching again what may have been searched before its mail arrived")
-
-    def _finish(self, result: CycleResult, started: float, span: tuple[datetime, datetime] | None,
-                now: datetime) -> None:
-        name = self.watch.name
-        outcome = "success" if result.ok else ("interrupted" if result.interrupted else "failure")
-        self._metrics.poll_runs.labels(name, outcome).inc()
-        self._metrics.poll_duration.labels(name).observe(time.monotonic() - started)
-        watermark = self._pipeline.state.watch(name).watermark
-        self._metrics.poll_ended(name, result.error.error_type if result.error is not None else None)
-        lag = int((now - watermark).total_seconds()) if watermark is not None else None
-        if result.error is not None:
-            exc = result.error
-            self._metrics.poll_errors.labels(name, exc.error_type).inc()
-            self._log.error("poll.failed", error_type=exc.error_type, error=str(exc), watermark=_iso(watermark),
-                            window_start=_iso(span[0]) if span else None, window_end=_iso(span[1]) if span else None)
-            self._failing = True
-            return
-        if result.ok:
-            self._metrics.last_success.labels(name).set(time.time())
-            if self._failing:
-                self._log.info("poll.recovered", watermark=_iso(watermark))
-            self._failing = False
-        if result.truncated:
-            self._log.warning("poll.window_truncated", searches=result.truncated, result_cap=self._cfg.result_cap,
-                              reason="one-second searches still at result_cap; records beyond it may be missing")
-        self._log.info("poll.done", outcome=outcome, chunks=result.chunks, searches=result.searches,
-                       **{f"searches_{p}": result.purposes[p] for p in PURPOSES},
-                       records=result.records, shipped=result.shipped, duplicates=result.duplicates,
-                       invalid=result.invalid, splits=result.splits,
-                       duration_ms=round((time.monotonic() - started) * 1000), lag_s=lag)
-
 
 def _sec(value: datetime) -> int:
     return int(value.timestamp())
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
