@@ -1,14 +1,45 @@
-"""The per-second rows of the checkpoint, and forgetting the keys of seconds no watch can read again."""
+"""The checkpoint's keys and per-second rows: a chunk's writes, a reset, and forgetting the keys of seconds no
+watch can read again."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
 
-__all__ = ["forget", "sweep", "write_seconds"]
+from collector.state.model import Advance
+from collector.state.schema import digest
+
+__all__ = ["clear", "forget", "sweep", "write_keys", "write_seconds"]
 
 # A key is still needed while any watch follows its second.
 _NOT_FOLLOWED = "NOT EXISTS (SELECT 1 FROM seconds WHERE seconds.second = keys.last_seen AND stage > 0)"
+
+
+def write_keys(conn: sqlite3.Connection, watch_id: int, advance: Advance, seen_at: int) -> None:
+    """Write the keys ``advance`` shipped, and move those it found again to the second they were found in;
+    a key without a known second counts from ``seen_at`` (the chunk's end)."""
+    conn.executemany("INSERT INTO keys (key, watch, last_seen) VALUES (?, ?, ?) ON CONFLICT (key) "
+                     "DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
+                     [(digest(k), watch_id, advance.key_seconds.get(k, seen_at)) for k in advance.new_keys])
+    # A key stored with an upper bound of its second (before version 3) learns its second when it is seen again,
+    # and a stray (found outside its received time) moves on with the search that found it; a key already there
+    # is not rewritten.
+    conn.executemany("UPDATE keys SET last_seen = ? WHERE key = ? AND last_seen != ?",
+                     [(advance.key_seconds[k], digest(k), advance.key_seconds[k])
+                      for k in advance.seen_again if k in advance.key_seconds])
+
+
+def clear(conn: sqlite3.Connection, watch_id: int | None, pruned_at: int | None) -> None:
+    """Forget one watch's progress and follow-up (with the keys only that held), or, for ``None``, every
+    watch's and every key."""
+    if watch_id is None:
+        for table in ("keys", "seconds", "watches"):
+            conn.execute(f"DELETE FROM {table}")
+        conn.execute("DELETE FROM meta WHERE name = 'pruned_at'")
+        return
+    conn.execute("UPDATE watches SET watermark = NULL, horizon = NULL, density = NULL WHERE id = ?", (watch_id,))
+    conn.execute("DELETE FROM seconds WHERE watch = ?", (watch_id,))
+    sweep(conn, pruned_at)
 
 
 def write_seconds(conn: sqlite3.Connection, watch_id: int, before: Mapping[int, tuple[int, int]],

@@ -24,8 +24,8 @@ from collector.state.forgetting import prune_point, remembered_from
 from collector.state.lock import lock_holder, take_lock
 from collector.state.model import Advance, Intent, Key, OutputMark, WatchState
 from collector.state.opening import connect
-from collector.state.schema import digest, digests, lookup, stored_path, to_iso
-from collector.state.seconds import forget, sweep, write_seconds
+from collector.state.schema import digests, lookup, stored_path, to_iso
+from collector.state.seconds import clear, forget, sweep, write_keys, write_seconds
 from collector.state.values import load
 
 __all__ = ["Advance", "OutputMark", "StateStore", "WatchState"]
@@ -99,14 +99,12 @@ class StateStore:
             self._active = set(names)
             for name in self._active:
                 self._watches.setdefault(name, WatchState())
-            removed = {n for n, state in self._watches.items() if n not in self._active
-                       and any(stage > 0 for _count, stage in state.seconds.values())}
-            if removed and not self.read_only:
+            gone = [state for name, state in self._watches.items() if name not in self._active]
+            if not self.read_only and any(stage > 0 for state in gone for _count, stage in state.seconds.values()):
                 with self._transaction("NORMAL") as conn:
-                    sweep(conn, self._pruned_at, [i for n, i in self._ids.items() if n not in removed])
-                for name in removed:
-                    rows = self._watches[name].seconds
-                    self._watches[name].seconds = {s: row for s, row in rows.items() if row[1] <= 0}
+                    sweep(conn, self._pruned_at, [i for n, i in self._ids.items() if n in self._active])
+                for state in gone:
+                    state.seconds = {s: row for s, row in state.seconds.items() if row[1] <= 0}
 
     def watch(self, name: str) -> WatchState:
         """The state of watch ``name`` (created empty on first use); updated in place by each commit."""
@@ -166,16 +164,7 @@ class StateStore:
                 conn.execute("UPDATE watches SET watermark = ?, horizon = ?, density = coalesce(?, density) "
                              "WHERE id = ?", (to_iso(watermark), int(advance.horizon.timestamp()), advance.density,
                                               watch_id))
-                conn.executemany("INSERT INTO keys (key, watch, last_seen) VALUES (?, ?, ?) ON CONFLICT (key) "
-                                 "DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
-                                 [(digest(k), watch_id, advance.key_seconds.get(k, seen_at))
-                                  for k in advance.new_keys])
-                # A key stored with an upper bound of its second (before version 3) learns its second when it is
-                # seen again, and a stray (found outside its received time) moves on with the search that found it;
-                # a key already there is not rewritten.
-                conn.executemany("UPDATE keys SET last_seen = ? WHERE key = ? AND last_seen != ?",
-                                 [(advance.key_seconds[k], digest(k), advance.key_seconds[k])
-                                  for k in advance.seen_again if k in advance.key_seconds])
+                write_keys(conn, watch_id, advance, seen_at)
                 finished = write_seconds(conn, watch_id, state.seconds, advance.seconds)
                 forget(conn, prune, self._pruned_at, finished)
                 self._write_marks(marks)
@@ -225,7 +214,8 @@ class StateStore:
     def reset(self, watch: str | None = None) -> bool:
         """Forget one watch's progress, or every watch's progress and every key; False if ``watch`` is unknown.
 
-        Keys stay when one watch is reset: they record what the outputs hold.
+        Keys stay when one watch is reset (they record what the outputs hold), but for those only its follow-up
+        held past the prune point: nothing will end that follow-up now.
 
         Raises:
             StateError: the database could not be written.
@@ -234,16 +224,7 @@ class StateStore:
             if watch is not None and watch not in self._ids:
                 return False
             with self._transaction("FULL") as conn:
-                if watch is None:
-                    conn.execute("DELETE FROM keys")
-                    conn.execute("DELETE FROM seconds")
-                    conn.execute("DELETE FROM watches")
-                    conn.execute("DELETE FROM meta WHERE name = 'pruned_at'")
-                else:
-                    conn.execute("UPDATE watches SET watermark = NULL, horizon = NULL, density = NULL WHERE id = ?",
-                                 (self._ids[watch],))
-                    conn.execute("DELETE FROM seconds WHERE watch = ?", (self._ids[watch],))
-                    sweep(conn, self._pruned_at)
+                clear(conn, self._ids[watch] if watch is not None else None, self._pruned_at)
             if watch is None:
                 self._watches.clear()
                 self._ids.clear()
