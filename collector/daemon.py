@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import FrameType
 from typing import Any
 
@@ -66,7 +66,9 @@ class Collector:
                            [o.name for o in config.outputs if o.sink.type == "syslog"])
         self.log = structlog.get_logger("collector.daemon")
         self.state = StateStore(config.collection.state_file).open()
-        self.state.prepare(w.name for w in config.watches)
+        follow = config.collection.follow
+        self.state.prepare((w.name for w in config.watches),
+                           ended_before=datetime.now(timezone.utc) - (max(follow) if follow else timedelta(0)))
         names = [w.name for w in config.watches]
         self.metrics.watermark.follow(lambda: {n: self.state.watch(n).watermark for n in names})
         self.metrics.start_time.set(time.time())

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from collector.simulator import Fault, Simulator
+from collector.state import StateStore
 from tests.conftest import config_dict, run_cli, write_config
+from tests.statedb import interrupted_rebuild
 
 
 def doctor(sim: Simulator, tmp_path: Path, **kw: object) -> tuple[int, str]:
@@ -96,3 +98,24 @@ def test_one_wide_search_shows_what_mimecasts_cap_implies(sim: Simulator, tmp_pa
     line = next(x for x in out.splitlines() if "watch inbound" in x)
     assert line.startswith(verdict), out
     assert says in out and code == 0
+
+
+def test_an_interrupted_rebuild_is_not_called_corrupt_and_the_next_start_recovers_it(
+        sim: Simulator, tmp_path: Path) -> None:
+    """Killed while rebuilding the checkpoint with smaller pages, the file is mid-rewrite beside its journal:
+    doctor warns that the next start recovers it (never "corrupt", whose fix, state reset, would lose it all),
+    and the next start does, with every key."""
+    path = tmp_path / "state.json"
+    interrupted_rebuild(path)
+    code, out = doctor(sim, tmp_path)
+    assert "[WARN] state:" in out and "interrupted rebuild" in out and "nothing is lost" in out, out
+    assert "corrupt" not in out and code == 0
+    store = StateStore(path).open()
+    try:
+        asked = [(f"id-{n}-{i}", "held") for n in (0, 39) for i in (0, 4999)]
+        assert store.known("w", asked) == set(asked) and store.remembered("w") == 200_000
+    finally:
+        store.close()
+    assert not path.with_name(path.name + "-journal").exists()
+    code, out = doctor(sim, tmp_path)
+    assert code == 0 and "[OK  ] state:" in out, out

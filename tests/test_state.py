@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from collector.errors import StateCorruptError, StateLockedError
 from collector.state import Advance, OutputMark, StateStore, legacy_backup
+from tests.statedb import interrupted_rebuild
 
 T = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 M = timedelta(minutes=1)
@@ -309,6 +310,8 @@ def test_a_checkpoint_with_larger_pages_is_rebuilt_once_and_keeps_everything(tmp
     with capture_logs() as logs:
         store = StateStore(path).open()
     assert [e["event"] for e in logs if e["event"].startswith("state.repage")] == ["state.repage_skipped"]
+    # The log is folded back after 40 MiB whatever the pages: 10,240 of 4 KiB, not the 40,960 of 1 KiB.
+    assert store._require().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10240  # noqa: SLF001
     store.commit(advance("w", T + M, new_keys=[("id-new", "held")]))
     store.close()
     other.close()
@@ -319,6 +322,7 @@ def test_a_checkpoint_with_larger_pages_is_rebuilt_once_and_keeps_everything(tmp
     assert [(e["event"], e["was"]) for e in logs if e["event"].startswith("state.repage")] == [("state.repaged", 4096)]
     try:
         assert _page_size(path) == 1024
+        assert store._require().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 40960  # noqa: SLF001
         w = store.watch("w")
         assert (w.watermark, w.density, w.horizon) == (T + M, 2.5, T + M - 10 * M)
         asked = [(f"id-{i}", "held") for i in range(3000)] + [("id-new", "held"), ("id-x", "held")]
@@ -334,7 +338,8 @@ def test_a_checkpoint_with_larger_pages_is_rebuilt_once_and_keeps_everything(tmp
 
 def test_a_follow_up_that_is_reset_or_removed_releases_its_keys(tmp_path: Path) -> None:
     """Keys of followed seconds outlive the prune point only while their follow-up can end: resetting the watch,
-    or removing it from the configuration, forgets them (keys another watch follows stay)."""
+    or removing it from the configuration for longer than its last follow age, forgets them (keys another watch
+    follows stay)."""
     t = int(T.timestamp())
     store = StateStore(tmp_path / "state.json").open()
     store.prepare(["a", "b", "c"])
@@ -350,9 +355,37 @@ def test_a_follow_up_that_is_reset_or_removed_releases_its_keys(tmp_path: Path) 
     store.close()
     again = StateStore(tmp_path / "state.json").open()
     assert again.known("b", held) == set(held[1:])
-    again.prepare(["a", "b"])  # "c" was removed from the configuration
+    again.prepare(["a", "b"], ended_before=T)  # "c" was left out of one start's configuration, not for long
+    assert again.known("b", held) == set(held[1:]), "c finds its follow-up when it comes back"
+    assert again.watch("c").seconds == {t + 2: (1, 1)}
+    again.close()
+    again = StateStore(tmp_path / "state.json").open()
+    again.prepare(["a", "b"], ended_before=T + 60 * M)  # "c" removed for longer than its last follow age
     assert again.known("b", held) == {("held-b", "held")}
+    assert again.watch("c").seconds == {}
     assert [stage for _count, stage in again.watch("b").seconds.values()] == [1], "b still follows its second"
     again.close()
     with closing(sqlite3.connect(tmp_path / "state.json")) as conn:
         assert conn.execute("SELECT count(*) FROM seconds WHERE stage > 0").fetchone()[0] == 1
+
+
+def test_a_journal_left_beside_a_version_1_file_is_not_replayed_onto_its_migration(tmp_path: Path) -> None:
+    """A rebuild killed mid-way leaves a rollback journal; put back a version 1 JSON file (a downgrade) and the
+    journal belongs to a database that is no longer there: the migration removes it instead of letting SQLite
+    play it onto the new database."""
+    path = tmp_path / "state.json"
+    interrupted_rebuild(path)
+    journal = path.with_name(path.name + "-journal")
+    for side in ("-wal", "-shm"):
+        path.with_name(path.name + side).unlink(missing_ok=True)
+    path.write_text(json.dumps({"version": 1, "saved_at": T.isoformat(), "outputs": {},
+                                "watches": {"w": {"watermark": T.isoformat(), "seen": [["id-1", "held", 0]]}}}))
+    assert journal.stat().st_size > 0
+    with capture_logs() as logs:
+        store = StateStore(path).open()
+    try:
+        assert store.known("w", [("id-1", "held")]) == {("id-1", "held")} and store.watch("w").watermark == T
+    finally:
+        store.close()
+    assert "state.stale_log_removed" in [e["event"] for e in logs]
+    assert not journal.exists()

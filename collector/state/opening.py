@@ -5,9 +5,10 @@ memory files take the same mode). A version 1 file is migrated into a new
 database beside it, then kept as ``<name>.v1.json`` before the database takes
 its place, so a crash at any point leaves either the old file or the new one.
 
-A write-ahead log and its index (``-wal``, ``-shm``) belong to the database beside them. Next to a version 1
-file they belong to a database that is no longer there (a downgrade put the JSON back), and SQLite would
-replay their pages onto the database the migration puts in its place: they are removed before it does.
+A write-ahead log, its index and a rollback journal (``-wal``, ``-shm``, ``-journal``) belong to the database
+beside them. Next to a version 1 file they belong to a database that is no longer there (a downgrade put the
+JSON back), and SQLite would replay their pages onto the database the migration puts in its place: they are
+removed before it does.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from collector.state.schema import PAGE_BYTES, RESET_HINT, SCHEMA_VERSION, creat
 __all__ = ["SIDE_FILES", "connect", "connect_immutable", "inspect", "legacy_backup"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-# The write-ahead log and its index live beside the database and belong to it.
-SIDE_FILES = ("-wal", "-shm")
+# The write-ahead log and its index live beside the database and belong to it, as does the rollback journal of
+# an interrupted rebuild (see _repage).
+SIDE_FILES = ("-wal", "-shm", "-journal")
 # Bounded wait when another connection holds a lock (a `state show` during a checkpoint).
 _BUSY_TIMEOUT_MS = 5000
-# A chunk's keys land on pages all over the key table. Folding the log back into the database after
-# 40,000 pages (40 MB) rather than SQLite's 1,000 writes a page changed by many chunks once, not many times.
-_FOLD_EVERY_PAGES = 40_000
+# A chunk's keys land on pages all over the key table. Folding the log back into the database after 40 MiB
+# of pages rather than SQLite's 1,000 writes a page changed by many chunks once, not many times.
+_FOLD_BYTES = 40 << 20
 
 
 def legacy_backup(path: Path) -> Path:
@@ -155,9 +157,10 @@ def _open(path: Path, read_only: bool) -> sqlite3.Connection:
 
 def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
     try:
-        conn.execute(f"PRAGMA wal_autocheckpoint = {_FOLD_EVERY_PAGES}")
         # Takes effect only on a new, empty file: it must come before the log is switched on.
         conn.execute(f"PRAGMA page_size = {PAGE_BYTES}")
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute(f"PRAGMA wal_autocheckpoint = {max(1000, _FOLD_BYTES // size)}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     except sqlite3.Error as exc:
         raise from_sqlite(exc, path, "open") from None

@@ -66,11 +66,12 @@ def forget(conn: sqlite3.Connection, prune: int | None, pruned_at: int | None, f
                      [(s,) for s in finished if point is not None and s < point])
 
 
-def sweep(conn: sqlite3.Connection, pruned_at: int | None, keep: list[int] | None = None) -> None:
-    """Forget what only a follow-up that will never end held back: the followed rows of watches not in ``keep``
-    (removed from the configuration; ``None`` keeps every watch's), then the keys before the prune point that
-    no row follows any more (their follow-up was reset or removed with its watch)."""
+def sweep(conn: sqlite3.Connection, pruned_at: int | None, keep: list[int] | None = None, before: int = 0) -> None:
+    """Forget what only a follow-up that will never end held back: the followed rows before ``before`` of
+    watches not in ``keep`` (removed from the configuration; ``None`` keeps every watch's), then the keys before
+    the prune point that no row follows any more (their follow-up was reset or removed with its watch)."""
     if keep is not None:
-        conn.execute(f"DELETE FROM seconds WHERE stage > 0 AND watch NOT IN ({','.join('?' * len(keep))})", keep)
+        conn.execute(f"DELETE FROM seconds WHERE stage > 0 AND second < ? AND watch NOT IN "
+                     f"({','.join('?' * len(keep))})", (before, *keep))
     if pruned_at is not None:
         conn.execute(f"DELETE FROM keys WHERE last_seen < ? AND {_NOT_FOLLOWED}", (pruned_at,))

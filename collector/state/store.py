@@ -89,22 +89,25 @@ class StateStore:
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
-    def prepare(self, names: Iterable[str]) -> None:
+    def prepare(self, names: Iterable[str], ended_before: datetime | None = None) -> None:
         """Create the state of every configured watch before any poll runs.
 
         Only these watches hold keys back from being forgotten; a watch removed from the configuration no longer
-        does, and its follow-up ends: its followed seconds are dropped, with the keys only they held.
+        does, and its follow-up ends where it would have ended had the watch run: its followed seconds before
+        ``ended_before`` (now less the last follow age) are dropped, with the keys only they held. A watch left
+        out for a shorter while (a start with a mistaken configuration) finds the rest when it comes back.
         """
         with self._mutex:
             self._active = set(names)
             for name in self._active:
                 self._watches.setdefault(name, WatchState())
+            before = int(ended_before.timestamp()) if ended_before is not None else -(1 << 62)
             gone = [state for name, state in self._watches.items() if name not in self._active]
-            if not self.read_only and any(stage > 0 for state in gone for _count, stage in state.seconds.values()):
+            if not self.read_only and any(row[1] > 0 and s < before for g in gone for s, row in g.seconds.items()):
                 with self._transaction("NORMAL") as conn:
-                    sweep(conn, self._pruned_at, [i for n, i in self._ids.items() if n in self._active])
+                    sweep(conn, self._pruned_at, [i for n, i in self._ids.items() if n in self._active], before)
                 for state in gone:
-                    state.seconds = {s: row for s, row in state.seconds.items() if row[1] <= 0}
+                    state.seconds = {s: row for s, row in state.seconds.items() if row[1] <= 0 or s >= before}
 
     def watch(self, name: str) -> WatchState:
         """The state of watch ``name`` (created empty on first use); updated in place by each commit."""
