@@ -1,7 +1,7 @@
 """Crash suite: SIGKILL at random moments, restart, and compare with the simulator's ground truth.
 
 Runs in the normal suite with CRASH_KILLS (default 12) kills; run it alone with more:
-    CRASH_KILLS=40 .venv/bin/python -m pytest -m crash -s
+    CRASH_KILLS=40 .venv/bin/python -m pytest -m crash -n 0 -s
 CRASH_SEED reproduces a run; the seed is printed, and every assertion message repeats it.
 """
 
