@@ -4,6 +4,7 @@
 :class:`~collector.errors.ConfigError` listing every problem with its dotted
 path. The parts: :mod:`~collector.config.values` (secrets, the redacted proxy URL, durations,
 the quota reserve), :mod:`~collector.config.fields` (the value types and their wording),
+:mod:`~collector.config.places` (URLs, paths, CA bundles, secret files, the listen address),
 :mod:`~collector.config.sections`, :mod:`~collector.config.sinks` and
 :mod:`~collector.config.document` (the models), :mod:`~collector.config.loading` (``${VAR}``,
 secret files, problem texts) and :mod:`~collector.config.schema` (the JSON Schema).

@@ -10,7 +10,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic.dataclasses import dataclass
 
 from collector.config.base import MODEL, Section
-from collector.config.fields import Boolean, Choice, ChoiceList, Integer, IpAddress, Listen, Name, Text, problem
+from collector.config.fields import Boolean, Choice, ChoiceList, Integer, IpAddress, Name, Text, problem
+from collector.config.places import Listen
 from collector.config.sections import CollectionConfig, MimecastConfig
 from collector.config.sinks import sink_field
 from collector.config.values import Secret

@@ -14,9 +14,9 @@ from pydantic.dataclasses import dataclass
 
 from collector.config.base import MODEL, Section
 from collector.config.fields import (
-    TEMPLATE, ChoiceList, Duration, FilePath, Integer, Proxy, SecretFile, SecretText, Seconds, Size, Text, TlsVerify,
-    Url, _DURATION_SCHEMA, kind, problem, templated, typed,
+    TEMPLATE, ChoiceList, Duration, Integer, Seconds, Size, Text, _DURATION_SCHEMA, kind, problem, templated, typed,
 )
+from collector.config.places import FilePath, Proxy, SecretFile, SecretText, TlsVerify, Url
 from collector.config.values import QuotaReserve, Secret, format_duration, parse_duration
 
 __all__ = ["CollectionConfig", "HmacAuth", "MimecastConfig", "OAuth2Auth", "auth_field"]

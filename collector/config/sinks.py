@@ -9,9 +9,8 @@ from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationInfo,
 from pydantic.dataclasses import dataclass
 
 from collector.config.base import MODEL, Section
-from collector.config.fields import (
-    Boolean, Choice, ExistingFile, FilePath, Integer, Printable, Seconds, Text, problem,
-)
+from collector.config.fields import Boolean, Choice, Integer, Printable, Seconds, Text, problem
+from collector.config.places import ExistingFile, FilePath
 
 __all__ = ["DEFAULT_MAX_BYTES", "FACILITIES", "FileSinkConfig", "SinkConfig", "StdoutSinkConfig",
            "SyslogSinkConfig", "sink_field"]
