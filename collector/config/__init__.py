@@ -5,6 +5,7 @@
 path. The parts: :mod:`~collector.config.values` (secrets, the redacted proxy URL, durations,
 the quota reserve), :mod:`~collector.config.fields` (the value types and their wording),
 :mod:`~collector.config.places` (URLs, paths, CA bundles, secret files, the listen address),
+:mod:`~collector.config.auth` (API 2.0 and API 1.0 credentials),
 :mod:`~collector.config.sections`, :mod:`~collector.config.sinks` and
 :mod:`~collector.config.document` (the models), :mod:`~collector.config.loading` (``${VAR}``,
 secret files, problem texts) and :mod:`~collector.config.schema` (the JSON Schema).
@@ -28,7 +29,8 @@ from collector.config.loading import (
     credentials_dir_from_env, default_config_path, describe, duplicate_names, placeholders, substitute_env,
     without_repeats,
 )
-from collector.config.sections import CollectionConfig, HmacAuth, MimecastConfig, OAuth2Auth
+from collector.config.auth import HmacAuth, OAuth2Auth
+from collector.config.sections import CollectionConfig, MimecastConfig
 from collector.config.sinks import FACILITIES, FileSinkConfig, SinkConfig, StdoutSinkConfig, SyslogSinkConfig
 from collector.config.values import QuotaReserve, RedactedUrl, Secret, format_duration, parse_duration
 from collector.errors import ConfigError

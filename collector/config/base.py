@@ -9,7 +9,7 @@ from pydantic.dataclasses import dataclass
 
 from collector.config.fields import problem
 
-__all__ = ["MODEL", "Section"]
+__all__ = ["MODEL", "Section", "type_tag"]
 
 MODEL = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, defer_build=True)
 
@@ -36,3 +36,8 @@ class Section:
         if info.field_name in cls.null_is_default:
             return field.get_default(call_default_factory=True)
         return value
+
+
+def type_tag(value: Any) -> Any:
+    """The ``type`` of a tagged section (``mimecast.auth``, an output's ``sink``), read or built."""
+    return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)

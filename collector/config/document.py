@@ -12,15 +12,13 @@ from pydantic.dataclasses import dataclass
 from collector.config.base import MODEL, Section
 from collector.config.fields import Boolean, Choice, ChoiceList, Integer, IpAddress, Name, Text, problem
 from collector.config.places import Listen
-from collector.config.sections import CollectionConfig, MimecastConfig
+from collector.config.sections import STATUSES, CollectionConfig, MimecastConfig
 from collector.config.sinks import sink_field
 from collector.config.values import Secret
 
 __all__ = ["FORMATS", "ROUTES", "STATUSES", "Config", "LoggingConfig", "MetricsConfig", "OutputConfig",
            "WatchConfig"]
 
-STATUSES = ("processing", "delivery", "system", "held", "accepted", "bulk_processing",
-            "bulk_delivery", "bounced", "deferred", "rejected", "archived")
 ROUTES = ("inbound", "outbound", "internal", "external")
 FORMATS = ("ecs", "cef", "raw")
 _FILTERS = ("from", "to", "subject", "sender_ip", "message_id")

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
-from collector.config.base import MODEL, Section
+from collector.config.base import MODEL, Section, type_tag
 from collector.config.fields import Boolean, Choice, Integer, Printable, Seconds, Text, problem
 from collector.config.places import ExistingFile, FilePath
 
@@ -133,10 +133,6 @@ def _tagged(kinds: tuple[str, ...]) -> Any:
     return BeforeValidator(check)
 
 
-def _type_tag(value: Any) -> Any:
-    return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-
-
 def _mapping_with_type(what: str) -> Any:
     def check(value: Any) -> Any:
         if not isinstance(value, (dict, Section)):
@@ -149,6 +145,6 @@ def sink_field() -> Any:
     """The annotated type of an output's ``sink``."""
     tagged = Union[Annotated[FileSinkConfig, Tag("file")], Annotated[StdoutSinkConfig, Tag("stdout")],
                    Annotated[SyslogSinkConfig, Tag("syslog")]]
-    return Annotated[tagged, Discriminator(_type_tag), _tagged(("file", "stdout", "syslog")),
+    return Annotated[tagged, Discriminator(type_tag), _tagged(("file", "stdout", "syslog")),
                      _mapping_with_type("file, stdout or syslog")]
 
