@@ -15,10 +15,10 @@ from pathlib import Path
 
 from collector.errors import StateCorruptError
 from collector.state.failures import RESET_HINT
-from collector.state.model import Intent
+from collector.state.model import Intent, OutputMark
 from collector.state.schema import stored_path, stored_path_text
 
-__all__ = ["PENDING_TABLE", "clear", "ensure", "load", "write"]
+__all__ = ["PENDING_TABLE", "clear", "ensure", "load", "write", "write_marks"]
 
 PENDING_TABLE = """
 CREATE TABLE IF NOT EXISTS pending (
@@ -72,3 +72,12 @@ def write(conn: sqlite3.Connection, intents: Mapping[str, Intent]) -> None:
 def clear(conn: sqlite3.Connection, names: Iterable[str]) -> None:
     """Forget the intents of outputs whose new length is committed (inside the caller's transaction)."""
     conn.executemany("DELETE FROM pending WHERE name = ?", [(n,) for n in names])
+
+
+def write_marks(conn: sqlite3.Connection, marks: Mapping[str, OutputMark], intents: Iterable[str]) -> None:
+    """Write the committed lengths ``marks`` of file outputs; each supersedes the intent (one of ``intents``)
+    of the write it covers."""
+    conn.executemany("INSERT OR REPLACE INTO outputs (name, path, inode, size) VALUES (?, ?, ?, ?)",
+                     [(n, stored_path(m.path), m.inode, m.size) for n, m in marks.items()])
+    if marks.keys() & set(intents):
+        clear(conn, marks.keys() & set(intents))

@@ -24,7 +24,7 @@ from collector.state.forgetting import prune_point, remembered_from
 from collector.state.lock import lock_holder, take_lock
 from collector.state.model import Advance, Intent, Key, OutputMark, WatchState
 from collector.state.opening import connect
-from collector.state.schema import digests, lookup, stored_path, to_iso
+from collector.state.schema import digests, lookup, to_iso
 from collector.state.seconds import clear, forget, sweep, write_keys, write_seconds
 from collector.state.values import load
 
@@ -170,7 +170,7 @@ class StateStore:
                 write_keys(conn, watch_id, advance, seen_at)
                 finished = write_seconds(conn, watch_id, state.seconds, advance.seconds)
                 forget(conn, prune, self._pruned_at, finished)
-                self._write_marks(marks)
+                pending.write_marks(conn, marks, self.intents)
             self._ids[advance.watch] = watch_id
             for second, row in advance.seconds.items():
                 if row is None:
@@ -197,7 +197,7 @@ class StateStore:
             if not changed:
                 return
             with self._transaction("FULL"):
-                self._write_marks(changed)
+                pending.write_marks(self._require(), changed, self.intents)
             self.outputs.update(changed)
             self.intents = {n: i for n, i in self.intents.items() if n not in changed}
 
@@ -274,13 +274,6 @@ class StateStore:
             conn.execute("INSERT INTO watches (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (name,))
             watch_id = conn.execute("SELECT id FROM watches WHERE name = ?", (name,)).fetchone()[0]
         return watch_id
-
-    def _write_marks(self, marks: Mapping[str, OutputMark]) -> None:
-        """Write ``marks``; a committed length supersedes the intent of the write it covers."""
-        self._require().executemany("INSERT OR REPLACE INTO outputs (name, path, inode, size) VALUES (?, ?, ?, ?)",
-                                    [(n, stored_path(m.path), m.inode, m.size) for n, m in marks.items()])
-        if marks.keys() & self.intents.keys():
-            pending.clear(self._require(), marks.keys() & self.intents.keys())
 
     def _prune_point(self, committing: str, horizon: datetime) -> int | None:
         names = self._active if self._active is not None else set(self._watches)
