@@ -149,7 +149,7 @@ class Read:
             # tells them apart): a read that finds the count unchanged and the second not followed writes nothing.
             if old is not None and row is not None and old[0] == row[0] and max(old[1], row[1]) <= SETTLE:
                 continue
-            if row != old and not (row is None and old is None):
+            if row != old:
                 changed[second] = row
         return changed
 
