@@ -32,6 +32,12 @@ def read_state(path: Path) -> dict[str, Any]:
     return {"watches": watches, "outputs": outputs}
 
 
+def page_size(path: Path) -> int:
+    """The page size of the SQLite file at ``path``."""
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute("PRAGMA page_size").fetchone()[0]
+
+
 def interrupted_rebuild(path: Path) -> None:
     """Make ``path`` a checkpoint of 200,000 keys (watch ``w``) with 4 KiB pages, then SIGKILL a collector opening
     it while its rebuild to smaller pages has written most of the rollback journal (tried again, up to ten

@@ -15,6 +15,7 @@ from collector.config import load_config
 from collector.daemon import Collector
 from collector.errors import AnswerTooLargeError
 from collector.mimecast.client import MimecastClient
+from collector.reporting import CycleResult
 from collector.simulator import Fault, Filter, MailFlow, Simulator
 from tests.conftest import config_dict, make_config, run_cli, write_config
 
@@ -26,19 +27,26 @@ def keys_in(path: Path) -> list[tuple[str, str]]:
                                              for line in path.read_text(encoding="utf-8").splitlines())]
 
 
+def _poll_once(sim: Simulator, tmp_path: Path, now: datetime, *, window: str,
+               lookback: str) -> tuple[Collector, CycleResult]:
+    """One poll of a collector whose answers may hold at most 64 KiB."""
+    c = Collector(make_config(sim, tmp_path, mimecast={"max_answer_bytes": "64KiB"},
+                              collection={"window": window, "initial_lookback": lookback, "result_cap": 1000}),
+                  registry=CollectorRegistry())
+    try:
+        (result,) = c.run_once(now=lambda: now)
+    finally:
+        c.close()
+    return c, result
+
+
 def test_an_answer_over_the_limit_is_searched_again_narrower_and_everything_ships(now: datetime,
                                                                                  tmp_path: Path) -> None:
     """Answers of up to 1,000 records (about 1 KB each) against a 64KiB limit: the wide searches are refused,
     counted, searched again narrower, and every message ships once."""
     flow = MailFlow(seed=3, start=now - timedelta(hours=2), end=now, count=1500)
     with Simulator(flow, cap=1000, clock=lambda: now) as sim:
-        c = Collector(make_config(sim, tmp_path, mimecast={"max_answer_bytes": "64KiB"},
-                                  collection={"window": "1h", "initial_lookback": "2h", "result_cap": 1000}),
-                      registry=CollectorRegistry())
-        try:
-            (result,) = c.run_once(now=lambda: now)
-        finally:
-            c.close()
+        c, result = _poll_once(sim, tmp_path, now, window="1h", lookback="2h")
     assert result.ok, result.error
     refused = c.metrics.registry.get_sample_value("mimecast_collector_api_requests_total",
                                                   {"endpoint": "search", "code": "too_large"})
@@ -54,13 +62,7 @@ def test_one_second_still_too_large_fails_the_poll_with_its_own_error_type(now: 
     huge = b"{" + b" " * (70 << 10) + b"}"
     with Simulator(flow, cap=1000, clock=lambda: now) as sim:
         sim.periodic = (1, Fault("canned", status=200, body=huge))
-        c = Collector(make_config(sim, tmp_path, mimecast={"max_answer_bytes": "64KiB"},
-                                  collection={"window": "1m", "initial_lookback": "1m", "result_cap": 1000}),
-                      registry=CollectorRegistry())
-        try:
-            (result,) = c.run_once(now=lambda: now)
-        finally:
-            c.close()
+        c, result = _poll_once(sim, tmp_path, now, window="1m", lookback="1m")
     assert not result.ok and result.error is not None and result.error.error_type == "answer_too_large"
     assert "max_answer_bytes" in str(result.error)
     spans = [(r.body["data"][0]["start"], r.body["data"][0]["end"]) for r in sim.searches()]

@@ -34,7 +34,7 @@ import requests
 from collector.simulator import Bucket, Credentials, Fault, MailFlow, Simulator
 from tests.conftest import ROOT, config_dict, write_config
 from tests.prometheus import Prometheus, require_prometheus, scale_expr, scale_rules, scaled
-from tests.test_daemon import Daemon, free_port
+from tests.test_daemon import Daemon, free_port, wait_for
 
 pytestmark = pytest.mark.prometheus
 
@@ -202,15 +202,12 @@ class Ctx:
         return self.prom.query(expr.replace("$i", f'instance="{self.scenario.instance}"'))
 
     def until(self, what: str, predicate: Callable[[], Any], timeout: float = WAIT_S) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.2)
-        logs = "\n".join(d.log.read_text()[-3000:] for d in self.daemons)
-        raise AssertionError(f"{self.scenario.name}: timed out waiting for {what}; firing "
-                             f"{self.watcher.firing_now(self.scenario.instance)}\n{logs}")
+        try:
+            return wait_for(predicate, timeout, what, every=0.2)
+        except AssertionError:
+            logs = "\n".join(d.log.read_text()[-3000:] for d in self.daemons)
+            raise AssertionError(f"{self.scenario.name}: timed out waiting for {what}; firing "
+                                 f"{self.watcher.firing_now(self.scenario.instance)}\n{logs}") from None
 
     def healthy(self) -> None:
         """Wait for a successful poll seen by Prometheus and nothing firing for this instance."""

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from collector.simulator import Filter, MailFlow, Simulator
 from collector.simulator.shapes import Late, Statuses
 from collector.simulator.truth import lasting, match_share
 from tests.conftest import ROOT, config_dict, make_config, write_config
+from tests.statedb import page_size
 
 FLT = Filter(to="example.com")
 T0 = datetime(2026, 11, 28, 6, tzinfo=timezone.utc)
@@ -143,7 +142,7 @@ def test_the_upgrade_from_an_overlap_checkpoint_ships_nothing_twice_and_skips_no
             clock["now"] += POLL
         before = Counter(events(tmp_path / "out.ndjson"))
         assert before and max(before.values()) == 1
-        assert _page_size(tmp_path / "state.json") == 4096
+        assert page_size(tmp_path / "state.json") == 4096
         data["collection"] = {**data["collection"], "overlap": None, "settle": "11m", "follow": ["1h"]}
         data["collection"].pop("overlap")
         c = Collector(make_config(sim, tmp_path, collection={**data["collection"]}), registry=CollectorRegistry())
@@ -154,7 +153,7 @@ def test_the_upgrade_from_an_overlap_checkpoint_ships_nothing_twice_and_skips_no
                 clock["now"] += POLL
         finally:
             c.close()
-    assert _page_size(tmp_path / "state.json") == 1024, "rebuilt with the pages that write less"
+    assert page_size(tmp_path / "state.json") == 1024, "rebuilt with the pages that write less"
     shipped = Counter(events(tmp_path / "out.ndjson"))
     assert max(shipped.values()) == 1, "nothing shipped twice across the upgrade"
     # The old collector last re-read back to its watermark less overlap (T0 + 24m less 10m): from there on,
@@ -163,11 +162,6 @@ def test_the_upgrade_from_an_overlap_checkpoint_ships_nothing_twice_and_skips_no
     wanted = lasting(flow, FLT, horizon, flow.end, clock["now"], timedelta(minutes=50))
     assert len(wanted) > 150
     assert wanted <= set(shipped), f"{len(wanted - set(shipped))} statuses skipped across the upgrade"
-
-
-def _page_size(path: Path) -> int:
-    with closing(sqlite3.connect(path)) as conn:
-        return conn.execute("PRAGMA page_size").fetchone()[0]
 
 
 def _search_start(body: Any) -> datetime:

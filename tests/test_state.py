@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from collector.errors import StateCorruptError, StateLockedError
 from collector.state import Advance, OutputMark, StateStore, legacy_backup
-from tests.statedb import interrupted_rebuild
+from tests.statedb import interrupted_rebuild, page_size
 
 T = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 M = timedelta(minutes=1)
@@ -269,11 +269,6 @@ def test_known_answers_exactly_for_any_number_of_keys(tmp_path: Path, asked: int
     store.close()
 
 
-def _page_size(path: Path) -> int:
-    with closing(sqlite3.connect(path)) as conn:
-        return conn.execute("PRAGMA page_size").fetchone()[0]
-
-
 def _with_pages(path: Path, size: int) -> None:
     """Rebuild the checkpoint at ``path`` with pages of ``size`` bytes, as SQLite's default made them before."""
     conn = sqlite3.connect(path, isolation_level=None)
@@ -291,7 +286,7 @@ def test_a_new_checkpoint_has_small_pages(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.db").open()
     store.commit(advance("w", T, new_keys=[("id-1", "held")]))
     store.close()
-    assert _page_size(tmp_path / "state.db") == 1024
+    assert page_size(tmp_path / "state.db") == 1024
 
 
 def test_a_checkpoint_with_larger_pages_is_rebuilt_once_and_keeps_everything(tmp_path: Path) -> None:
@@ -303,7 +298,7 @@ def test_a_checkpoint_with_larger_pages_is_rebuilt_once_and_keeps_everything(tmp
                          marks={"o": OutputMark("/x", 12, 34)}))
     store.close()
     _with_pages(path, 4096)
-    assert _page_size(path) == 4096
+    assert page_size(path) == 4096
 
     other = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     other.execute("SELECT count(*) FROM keys").fetchone()
@@ -315,13 +310,13 @@ def test_a_checkpoint_with_larger_pages_is_rebuilt_once_and_keeps_everything(tmp
     store.commit(advance("w", T + M, new_keys=[("id-new", "held")]))
     store.close()
     other.close()
-    assert _page_size(path) == 4096
+    assert page_size(path) == 4096
 
     with capture_logs() as logs:
         store = StateStore(path).open()
     assert [(e["event"], e["was"]) for e in logs if e["event"].startswith("state.repage")] == [("state.repaged", 4096)]
     try:
-        assert _page_size(path) == 1024
+        assert page_size(path) == 1024
         assert store._require().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 40960  # noqa: SLF001
         w = store.watch("w")
         assert (w.watermark, w.density, w.horizon) == (T + M, 2.5, T + M - 10 * M)
