@@ -100,14 +100,11 @@ def _state(config: Config) -> Check:
         return Check(name, "ok", f"{path} is in use by a running collector (pid {holder})")
     if not path.exists():
         return Check(name, "ok", f"{path} does not exist yet; the collector creates it at its first start")
-    journal = path.with_name(path.name + "-journal")
-    if journal.exists() and journal.stat().st_size > 0:
-        # The file is mid-rewrite: only a writer that rolls the journal back sees the checkpoint as it was.
-        return Check(name, "warn", f"{path} has the journal of an interrupted rebuild ({journal.name})",
-                     "start the collector: opening the checkpoint rolls the rebuild back, nothing is lost; "
-                     "do not delete the journal")
     try:
-        inspect(path)
+        if inspect(path):
+            return Check(name, "warn", f"{path} has the journal of an interrupted rebuild ({path.name}-journal)",
+                         "start the collector: opening the checkpoint rolls the rebuild back, nothing is lost; "
+                         "do not delete the journal")
     except StateCorruptError:
         return Check(name, "fail", f"{path} is corrupt",
                      "inspect it with `mimecast-collector state show`, then `mimecast-collector state reset`")

@@ -257,8 +257,10 @@ def connect_immutable(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1", uri=True, isolation_level=None)
 
 
-def inspect(path: Path) -> None:
-    """Check that the existing file at ``path`` is a checkpoint this version reads, writing nothing at all.
+def inspect(path: Path) -> bool:
+    """Check that the existing file at ``path`` is a checkpoint this version reads, writing nothing at all;
+    True when it cannot be judged now: a rollback journal beside it shows an interrupted rewrite (a rebuild),
+    which only the next writable open rolls back, so the file alone is not the checkpoint.
 
     The database is opened immutable: no lock, no write-ahead log or shared memory file is made, so a
     check run by root leaves no file behind that the service's user could not open. Only for a file no
@@ -268,12 +270,15 @@ def inspect(path: Path) -> None:
         StateCorruptError: the file is not a checkpoint this version can read.
         StateError: the file cannot be read.
     """
+    journal = path.with_name(path.name + "-journal")
+    if journal.exists() and journal.stat().st_size > 0:
+        return True
     head = _head(path)
     if head and looks_like_json(head):
         _legacy(path, read_only=True).close()
-        return
+        return False
     if not head:
-        return
+        return False
     if not (len(head) == 100 and head.startswith(_SQLITE_MAGIC)):
         raise StateCorruptError(f"the state file {path} is corrupt (neither a checkpoint database nor a version 1 "
                                 f"checkpoint); {RESET_HINT}")
@@ -285,3 +290,4 @@ def inspect(path: Path) -> None:
         verify(conn, path)
     finally:
         conn.close()
+    return False
